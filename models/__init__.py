@@ -1,0 +1,1 @@
+"""Pretraining backends. Each module registers itself with `bench.registry.register_model`."""

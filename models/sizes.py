@@ -1,0 +1,84 @@
+"""Size presets: architecture plus the protocol defaults that go with that size.
+
+`small` is ELECTRA-Small and `base` is BERT/ELECTRA-Base as in the ELECTRA paper (Clark et
+al. 2020, Table 6 and appendix). `tiny` is sized so a full run fits a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import UnknownNameError
+from bench.registry import unknown_name_message
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    name: str
+    description: str
+    # discriminator / encoder
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    embedding: int
+    # generator (ELECTRA): same depth, smaller width; embeddings tied to the discriminator's
+    gen_hidden: int
+    gen_heads: int
+    gen_ffn: int
+    # vocabulary size of a tokenizer trained for this preset (ignored when a vocab dir is given)
+    vocab_size: int
+    max_position: int = 512
+    # pretraining defaults
+    seq_len: int = 128
+    pretrain_batch: int = 128
+    pretrain_lr: float = 5e-4
+    warmup_fraction: float = 0.01
+    budget_flops: float = 1e17
+    # fine-tuning defaults
+    finetune_lr: float = 3e-4
+    finetune_batch: int = 32
+    finetune_epochs: float = 3
+    finetune_max_length: int = 128
+    finetune_max_train: int = 0  # 0 = the whole training split
+    seeds: int = 3
+
+
+SIZES: dict[str, SizePreset] = {
+    p.name: p
+    for p in (
+        SizePreset(
+            name="tiny",
+            description="CPU-sized smoke test (h128, 4 layers, vocab 8192): checks the pipeline, not the claim",
+            hidden=128, layers=4, heads=2, ffn=512, embedding=128,
+            gen_hidden=32, gen_heads=1, gen_ffn=128,
+            vocab_size=8192,
+            pretrain_batch=32, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=3e13,
+            finetune_lr=3e-4, finetune_epochs=1, finetune_max_length=64, finetune_max_train=0, seeds=3,
+        ),
+        SizePreset(
+            name="small",
+            description="ELECTRA-Small (h256, 12 layers, 4 heads, emb 128; generator h64): one GPU",
+            hidden=256, layers=12, heads=4, ffn=1024, embedding=128,
+            gen_hidden=64, gen_heads=1, gen_ffn=256,
+            vocab_size=30522,
+            pretrain_batch=128, pretrain_lr=5e-4, warmup_fraction=0.01, budget_flops=8.75e16,
+            finetune_lr=3e-4, finetune_epochs=3, finetune_max_length=128, seeds=3,
+        ),
+        SizePreset(
+            name="base",
+            description="Base (h768, 12 layers, 12 heads; generator 1/3 width): several GPUs",
+            hidden=768, layers=12, heads=12, ffn=3072, embedding=768,
+            gen_hidden=256, gen_heads=4, gen_ffn=1024,
+            vocab_size=30522,
+            pretrain_batch=256, pretrain_lr=2e-4, warmup_fraction=0.013, budget_flops=6.4e18,
+            finetune_lr=1e-4, finetune_epochs=3, finetune_max_length=128, seeds=3,
+        ),
+    )
+}
+
+
+def get_size(name: str, *, where: str = "") -> SizePreset:
+    if name not in SIZES:
+        raise UnknownNameError(unknown_name_message("size preset", name, sorted(SIZES), where=where))
+    return SIZES[name]

@@ -1,0 +1,1 @@
+"""Task adapters. Each module registers its tasks with `bench.registry.register_task`."""
