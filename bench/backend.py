@@ -66,6 +66,10 @@ class Backend(nn.Module):
         """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token)."""
         raise NotImplementedError
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
+        # The loop calls the module, not `loss`, so DistributedDataParallel's hooks run.
+        return self.loss(batch)
+
     def flops_per_step(self, batch_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
         """Analytic FLOPs of one optimiser step (forward + backward) on a full batch."""
         raise NotImplementedError

@@ -1,0 +1,213 @@
+"""`bench`: pretrain objectives at matched compute, fine-tune, store, compare.
+
+Subcommands: run, report, list, flops. Every error is one line naming the problem and the
+fix, with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from bench.errors import BenchError
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="electra-bench")
+def main() -> None:
+    """Compare language-model pretraining objectives (ELECTRA, BERT MLM, ...) at matched FLOPs.
+
+    \b
+    bench run --models electra,bert --task sst2   pretrain both on one FLOP budget, fine-tune, compare
+    bench report                                  the comparison table from the results store
+    bench list                                    registered models, tasks and size presets
+    bench flops --model electra --size small      analytic FLOPs, per component
+
+    Settings come from bench.toml (or --config), then the flags. Data comes from --data or
+    $BENCH_DATA_DIR (glue/<TASK>/*.tsv, corpus/<name>/, vocab/<name>/vocab.txt).
+    """
+
+
+@main.command()
+@click.option("--models", help="Comma-separated models to compare (see `bench list`), e.g. electra,bert. "
+              "Also hf:<hub id> or path:<dir> for existing checkpoints.")
+@click.option("--task", help="Task to fine-tune on (see `bench list`), or `glue` for every GLUE task present.")
+@click.option("--size", help="Size preset: tiny (default without a GPU), small (default with one), base.")
+@click.option("--budget", help="Pretraining budget: FLOPs (3e13), a share of a paper run "
+              "(electra-small@6.25%), or wall-clock (20min).")
+@click.option("--convention", "budget_convention", type=click.Choice(["paper", "executed"]),
+              help="FLOP convention the budget is counted in (default paper).")
+@click.option("--seeds", type=int, help="Fine-tuning seeds per model and task (default: the preset's, 3).")
+@click.option("--epochs", type=float, help="Override every task's fine-tuning epochs (a quick look).")
+@click.option("--control", help="No-pretraining control added to the comparison (default scratch; `none` to drop).")
+@click.option("--curve", is_flag=True, help="Also fine-tune the checkpoints saved at 1/16..1/2 of the budget.")
+@click.option("--results", help="Results folder holding bench.db and run folders (default ./results).")
+@click.option("--data", help="Data folder (overrides $BENCH_DATA_DIR).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Experiment file (default ./bench.toml).")
+@click.option("--quiet", is_flag=True, default=None, help="No progress bars.")
+@_friendly
+def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> None:
+    """Pretrain each model on the same FLOP budget, fine-tune over seeds, store and compare.
+
+    Runs already done in the results store are skipped, so re-running the same command only
+    fills in what is missing (a failed run is retried).
+    """
+    from bench.config import load_experiment
+    from bench.plan import plan_experiment
+    from bench.report import comparison_table, render, verdict_lines
+    from bench.runner import Runner, register_config_tasks
+
+    if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
+        flags["control"] = ""
+    exp = load_experiment(config, flags)
+    if exp.control == "":
+        import dataclasses
+
+        exp = dataclasses.replace(exp, control=None)
+    register_config_tasks(exp)
+    tasks = _expand_tasks(exp.task, exp.data_dir)
+    plan = plan_experiment(exp, curve=curve, epochs=epochs, tasks=tasks)
+    say = (lambda s: None) if exp.quiet else click.echo
+    say(f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; "
+        f"size {plan.size.name}, budget {plan.budget.text} ({plan.budget.value:.3g} "
+        f"{'s' if plan.budget.is_time else 'FLOPs, ' + exp.budget_convention + ' convention'}), "
+        f"results in {exp.results_dir}")
+    runner = Runner(plan, progress=not exp.quiet, echo=click.echo)
+    summary = runner.run()
+    df = comparison_table(runner.store, pretrain_ids=[p.id for p in plan.pretrain_runs], tasks=plan.task_names,
+                          fractions=sorted({f.fraction for f in plan.finetune_runs}))
+    click.echo(render(df, "md"))
+    for line in verdict_lines(df, exp.control):
+        click.echo(line)
+    click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "
+               f"{summary.skipped} already in the store.")
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} run(s) failed (recorded in the store; re-run to retry):", err=True)
+        for f in summary.failed:
+            click.echo(f"  {f}", err=True)
+        sys.exit(1)
+
+
+def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
+    if task != "glue":
+        return (task,)
+    from bench.errors import DataError
+    from tasks.glue import available_glue_tasks
+
+    found = tuple(available_glue_tasks(data_dir))
+    if not found:
+        raise DataError(f"--task glue: no GLUE task data under {data_dir}/glue/ (set BENCH_DATA_DIR or --data).")
+    return found
+
+
+@main.command()
+@click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--task", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--model", multiple=True, help="Only these models (repeatable).")
+@click.option("--size", multiple=True, help="Only these size presets (repeatable).")
+@click.option("--budget", multiple=True, type=float, help="Only runs with this FLOP budget (repeatable).")
+@_friendly
+def report(results: str, fmt: str, out: str | None, task: tuple[str, ...], model: tuple[str, ...],
+           size: tuple[str, ...], budget: tuple[float, ...]) -> None:
+    """Print the comparison table from the results store alone (nothing is recomputed)."""
+    from bench.errors import BenchError as _BE
+    from bench.report import comparison_table, render, verdict_lines
+    from bench.runner import DB_NAME
+    from bench.store import Store
+
+    db = Path(results) / DB_NAME
+    if not db.exists():
+        raise _BE(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
+    with Store(db) as store:
+        df = comparison_table(store, tasks=task or None, models=model or None, sizes=size or None,
+                              budgets=budget or None)
+    text = render(df, fmt)
+    if fmt == "md":
+        text += "\n" + "\n".join(verdict_lines(df, "scratch"))
+    if out:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+@main.command(name="list")
+@_friendly
+def list_cmd() -> None:
+    """Show every registered model, task and size preset with a one-line description."""
+    from tabulate import tabulate
+
+    from bench.config import load_experiment
+    from bench.registry import MODELS, TASKS
+    from bench.runner import register_config_tasks
+    from models.sizes import SIZES
+
+    if Path("bench.toml").exists():
+        register_config_tasks(load_experiment())
+    click.echo("models:")
+    click.echo(tabulate([(e.name, e.description, e.source) for e in MODELS.entries()], tablefmt="plain"))
+    click.echo("\ntasks:")
+    click.echo(tabulate([(e.name, e.description, e.source) for e in TASKS.entries()], tablefmt="plain"))
+    click.echo("\nsize presets:")
+    click.echo(tabulate([(s.name, s.description) for s in SIZES.values()], tablefmt="plain"))
+
+
+@main.command()
+@click.option("--model", required=True, help="A registered model (see `bench list`).")
+@click.option("--size", default="tiny", show_default=True, help="Size preset.")
+@click.option("--steps", type=int, default=1, show_default=True, help="Training steps to count.")
+@click.option("--batch", type=int, default=None, help="Sequences per step (default: the preset's).")
+@click.option("--seq", type=int, default=128, show_default=True, help="Tokens per sequence.")
+@click.option("--convention", type=click.Choice(["paper", "executed"]), default="paper", show_default=True)
+@click.option("--inference", is_flag=True, help="One sequence's forward pass of the encoder instead.")
+@click.option("--measure", is_flag=True, help="Also run one real step under FlopCounterMode and compare.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object; key `total` is the total FLOPs.")
+@_friendly
+def flops(model: str, size: str, steps: int, batch: int | None, seq: int, convention: str, inference: bool,
+          measure: bool, as_json: bool) -> None:
+    """Analytic FLOPs of a backend, per component (the paper's convention or what the code executes)."""
+    from bench.flops import flops_report
+    from bench.registry import MODELS
+    from models.sizes import get_size
+
+    MODELS.get(model)
+    preset = get_size(size)
+    batch = batch or preset.pretrain_batch
+    rep = flops_report(model, size, steps=steps, batch=batch, seq=seq, convention=convention, inference=inference,
+                       measure=measure)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2, sort_keys=True, default=float))
+        return
+    from tabulate import tabulate
+
+    rows = [(k, f"{v:.4g}") for k, v in rep["components"].items()] + [("total", f"{rep['total']:.4g}")]
+    what = "one sequence, forward" if inference else f"{steps:,} steps x batch {batch} x seq {seq}"
+    click.echo(f"{model} / {size}: {what}, {convention} convention")
+    click.echo(tabulate(rows, headers=["component", "FLOPs"], tablefmt="github", disablenumparse=True))
+    if measure and "measured_per_step" in rep:
+        click.echo(f"one step measured (FlopCounterMode): {rep['measured_per_step']:.4g}; analytic executed: "
+                   f"{rep['executed_per_step']:.4g}; measured/analytic = {rep['measured_ratio']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Experiment configuration: `bench.toml` -> frozen dataclasses, overridden by CLI flags.
+
+Every error names the key and the file (and the line where it can be found), and lists the
+valid choices with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from bench.errors import ConfigError
+
+DEFAULT_CONFIG = "bench.toml"
+CONVENTIONS = ("paper", "executed")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where pretraining text comes from and how it is tokenised."""
+
+    corpus: str = "enwiki-2015-wikiextractor"  # a name under <data>/corpus/, a path, or "wikitext" (hub)
+    vocab: str | None = None  # a name under <data>/vocab/, a path; unset = train WordPiece at the preset's size
+    vocab_size: int | None = None  # unset = the size preset's
+    max_documents: int | None = None  # read only the first N documents (unset = all)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Pretraining optimiser and schedule; unset values come from the size preset."""
+
+    lr: float | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    warmup_fraction: float | None = None
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_fractions: tuple[float, ...] = (1.0,)
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32, bf16
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Fine-tuning protocol (the ELECTRA paper's); unset values come from the size preset."""
+
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: float | None = None
+    max_length: int | None = None
+    max_train_examples: int | None = None
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.0
+    layer_decay: float = 0.8
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One validated experiment: what `bench run` does."""
+
+    models: tuple[str, ...] = ("electra", "bert")
+    task: str = "sst2"
+    size: str | None = None  # unset = tiny without a GPU, small with one
+    budget: str | float | None = None  # FLOPs, "electra-small@6.25%" or "20min"; unset = the size preset's
+    budget_convention: str = "paper"
+    seeds: int | None = None  # fine-tuning seeds; unset = the size preset's default
+    control: str | None = "scratch"  # a no-pretraining control added to every comparison
+    results: str = "results"
+    data: str | None = None  # data dir; unset = $BENCH_DATA_DIR
+    quiet: bool = False
+    data_settings: DataSettings = field(default_factory=DataSettings)
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: str | None = None
+
+    @property
+    def data_dir(self) -> Path | None:
+        value = self.data or os.environ.get("BENCH_DATA_DIR")
+        return Path(value).expanduser() if value else None
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.results).expanduser()
+
+
+# Top-level tables of bench.toml -> Experiment fields holding a settings dataclass.
+_SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune"}
+_RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "results", "data", "quiet")
+
+
+def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Read `path` (default ./bench.toml if present), apply CLI `overrides`, validate."""
+    explicit = path is not None
+    path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
+    raw: dict[str, Any] = {}
+    text = ""
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: malformed TOML: {exc}. Fix the syntax at that line.") from None
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist (given with --config).")
+    where = str(path) if text else "built-in defaults"
+    kwargs = _experiment_kwargs(raw, text, where)
+    kwargs["config_file"] = str(path) if text else None
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        kwargs[key] = _coerce(value, _field_type(Experiment, key), f"--{key.replace('_', '-')}", "the command line")
+    exp = Experiment(**kwargs)
+    validate(exp, where, text)
+    return exp
+
+
+def _experiment_kwargs(raw: dict[str, Any], text: str, where: str) -> dict[str, Any]:
+    known_tables = ("run", *_SECTIONS, "models", "tasks")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known_tables:
+            raise ConfigError(_unknown_key_msg(key, known_tables, where, text, section=None))
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}{_line(text, None, key)}: `{key}` must be a table ([{key}]).")
+    for key, value in raw.get("run", {}).items():
+        if key not in _RUN_KEYS:
+            raise ConfigError(_unknown_key_msg(key, _RUN_KEYS, where, text, section="run"))
+        kwargs[key] = _coerce(value, _field_type(Experiment, key), f"run.{key}", where + _line(text, "run", key))
+    for section, attr in _SECTIONS.items():
+        table = raw.get(section, {})
+        cls = _field_type(Experiment, attr)
+        names = [f.name for f in dataclasses.fields(cls)]
+        values = {}
+        for key, value in table.items():
+            if key not in names:
+                raise ConfigError(_unknown_key_msg(key, names, where, text, section=section))
+            values[key] = _coerce(value, _field_type(cls, key), f"{section}.{key}", where + _line(text, section, key))
+        kwargs[attr] = cls(**values)
+    models = raw.get("models", {})
+    for name, opts in models.items():
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{where}{_line(text, 'models', name)}: [models.{name}] must be a table of options.")
+    kwargs["model_options"] = {k: dict(v) for k, v in models.items()}
+    tasks = raw.get("tasks", {})
+    for name, opts in tasks.items():
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{where}{_line(text, 'tasks', name)}: [tasks.{name}] must be a table.")
+    kwargs["task_settings"] = {k: dict(v) for k, v in tasks.items()}
+    return kwargs
+
+
+def validate(exp: Experiment, where: str, text: str = "") -> None:
+    """Checks that need more than types. Names are checked later, against the registries."""
+    if not exp.models:
+        raise ConfigError(f"{where}: `run.models` is empty; name at least one model (see `bench list`).")
+    if exp.budget_convention not in CONVENTIONS:
+        raise ConfigError(
+            f"{where}{_line(text, 'run', 'budget_convention')}: run.budget_convention = {exp.budget_convention!r}; "
+            f"choose one of {', '.join(CONVENTIONS)}."
+        )
+    if exp.budget is not None:
+        from bench.budget import parse_budget
+
+        parse_budget(exp.budget, convention=exp.budget_convention, where=f"{where}: budget")
+    if exp.seeds is not None and exp.seeds < 1:
+        raise ConfigError(f"{where}: seeds must be at least 1, got {exp.seeds}.")
+    fr = exp.pretrain.checkpoint_fractions
+    if not fr or any(not 0 < f <= 1 for f in fr):
+        raise ConfigError(f"{where}: pretrain.checkpoint_fractions must be in (0, 1], got {list(fr)}.")
+    if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"{where}: pretrain.precision = {exp.pretrain.precision!r}; choose auto, fp32 or bf16.")
+
+
+# --- typing helpers -----------------------------------------------------------------------
+
+
+def _field_type(cls: type, name: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"unknown setting {name!r}")
+    return hints[name]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check `value` against the annotation `tp`; CLI strings are parsed ("a,b" lists, numbers)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        errors = []
+        for a in args:
+            try:
+                return _coerce(value, a, key, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: `{key}` must be {_type_name(tp)}, got {value!r}.")
+        return tuple(_coerce(v, inner, key, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: `{key}` must be a table, got {value!r}.")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: `{key}` must be {_type_name(tp)}, got {value!r}.")
+
+
+def _line(text: str, section: str | None, key: str) -> str:
+    """', line N' where `key` is set inside [section] of the TOML text, or '' if not found."""
+    if not text:
+        return ""
+    current = None
+    for i, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        m = re.match(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if m:
+            current = m.group(1)
+            if section is None and current == key:
+                return f", line {i}"
+            if section is not None and current == f"{section}.{key}":
+                return f", line {i}"
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return f", line {i}"
+    return ""
+
+
+def _unknown_key_msg(key: str, known: typing.Sequence[str], where: str, text: str, section: str | None) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    full = f"{section}.{key}" if section else f"[{key}]"
+    return f"{where}{_line(text, section, key)}: unknown key {full}.{hint} Valid keys{' in [' + section + ']' if section else ''}: {', '.join(known)}."

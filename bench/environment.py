@@ -1,0 +1,72 @@
+"""Provenance stamped into every run: code version, package versions, device, threads."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_PACKAGES = ("bench", "models", "tasks")
+PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of the harness's own source (bench/, models/, tasks/): part of every run id.
+
+    Content, not the git commit, so that editing the README does not invalidate results,
+    while any change to code that could change a number does.
+    """
+    h = hashlib.sha256()
+    for pkg in SOURCE_PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(ROOT)).encode())
+            h.update(path.read_bytes())
+    return "src-" + h.hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("-dirty" if dirty else "")) if sha else None
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": __import__("os").cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "git_sha": git_sha(),
+        "code_version": code_version(),
+    }
+    if torch.cuda.is_available():
+        env["device"] = torch.cuda.get_device_name(0)
+        env["cuda"] = torch.version.cuda
+        env["gpu_count"] = torch.cuda.device_count()
+    else:
+        env["device"] = "cpu"
+    return env

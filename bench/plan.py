@@ -1,0 +1,179 @@
+"""Experiment -> the list of runs it needs, each with a stable id.
+
+A run's id is a hash of its canonical spec and the code version, so the same command on the
+same code finds its finished runs in the store and recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench.budget import Budget, parse_budget
+from bench.config import Experiment
+from bench.environment import code_version
+from bench.errors import ConfigError
+from bench.registry import MODELS, TASKS
+from bench.store import canonical_json
+from models.sizes import SizePreset, get_size
+
+CURVE_FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 1.0)  # the paper's Table 1 rows: 1/16 ... 1 of the budget
+EXTERNAL_PREFIXES = ("hf:", "path:")
+
+
+def run_id(prefix: str, spec: dict[str, Any]) -> str:
+    digest = hashlib.sha256((canonical_json(spec) + code_version()).encode()).hexdigest()
+    return f"{prefix}-{digest[:12]}"
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    model: str
+    size: str
+    budget: Budget
+    convention: str
+    data: dict[str, Any]  # DataSpec fields
+    lr: float
+    batch_size: int
+    seq_len: int
+    warmup_fraction: float
+    weight_decay: float
+    adam_eps: float
+    max_grad_norm: float
+    seed: int
+    checkpoint_fractions: tuple[float, ...]
+    precision: str
+    options: dict[str, Any]
+    pretrains: bool = True
+    external: str | None = None  # "hf:<id>" or "path:<dir>": an existing checkpoint, not trained here
+
+    def spec(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["budget"] = dataclasses.asdict(self.budget)
+        return d
+
+    @property
+    def id(self) -> str:
+        return run_id("pt", self.spec())
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    model: str
+    size: str
+    task: str
+    seed: int
+    pretrain_id: str
+    fraction: float  # which checkpoint of the pretraining run (share of its budget)
+    settings: dict[str, Any]  # FinetuneConfig fields
+
+    def spec(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def id(self) -> str:
+        return run_id("ft", self.spec())
+
+
+@dataclass(frozen=True)
+class Plan:
+    experiment: Experiment
+    size: SizePreset
+    budget: Budget
+    task_names: tuple[str, ...]
+    pretrain_runs: tuple[PretrainRun, ...]
+    finetune_runs: tuple[FinetuneRun, ...]
+
+
+def default_size() -> str:
+    return "small" if torch.cuda.is_available() else "tiny"
+
+
+def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | None = None,
+                    tasks: tuple[str, ...] | None = None) -> Plan:
+    """Validate names against the registries and expand models x tasks x seeds into runs."""
+    where = exp.config_file or "the command line"
+    size = get_size(exp.size or default_size(), where=where)
+    budget = parse_budget(exp.budget if exp.budget is not None else size.budget_flops,
+                          convention=exp.budget_convention, where=f"{where}: budget")
+    seeds = exp.seeds or size.seeds
+    names = list(exp.models)
+    if exp.control and exp.control not in names:
+        names.append(exp.control)
+    for name in names:
+        if not name.startswith(EXTERNAL_PREFIXES):
+            MODELS.get(name, where=where)
+    task_names = tasks or (exp.task,)
+    for t in task_names:
+        TASKS.get(t, where=where)
+
+    data = {
+        "corpus": exp.data_settings.corpus,
+        "vocab": exp.data_settings.vocab,
+        "vocab_size": exp.data_settings.vocab_size or size.vocab_size,
+        "seq_len": exp.pretrain.seq_len or size.seq_len,
+        "max_documents": exp.data_settings.max_documents,
+    }
+    fractions = tuple(sorted(set(exp.pretrain.checkpoint_fractions) | set(CURVE_FRACTIONS)))
+    pretrain_runs = []
+    for name in names:
+        external = name if name.startswith(EXTERNAL_PREFIXES) else None
+        backend = None if external else MODELS.get(name)
+        pretrains = bool(backend is not None and getattr(backend, "pretrains", True))
+        options = dict(exp.model_options.get(name, {}))
+        pretrain_runs.append(PretrainRun(
+            model=name, size=size.name, budget=budget if pretrains else Budget("flops", 0.0, "0"),
+            convention=exp.budget_convention, data=data if not external else {},
+            lr=exp.pretrain.lr or size.pretrain_lr, batch_size=exp.pretrain.batch_size or size.pretrain_batch,
+            seq_len=data["seq_len"], warmup_fraction=_first(exp.pretrain.warmup_fraction, size.warmup_fraction),
+            weight_decay=exp.pretrain.weight_decay, adam_eps=exp.pretrain.adam_eps,
+            max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed,
+            checkpoint_fractions=fractions if pretrains else (1.0,), precision=exp.pretrain.precision,
+            options=options, pretrains=pretrains, external=external,
+        ))
+
+    finetune_runs = []
+    for pt in pretrain_runs:
+        points = pt.checkpoint_fractions if (curve and pt.pretrains) else (1.0,)
+        for task in task_names:
+            settings = finetune_settings(exp, size, task, epochs=epochs)
+            for fraction in points:
+                for seed in range(seeds):
+                    finetune_runs.append(FinetuneRun(model=pt.model, size=size.name, task=task, seed=seed,
+                                                     pretrain_id=pt.id, fraction=fraction, settings=settings))
+    return Plan(exp, size, budget, tuple(task_names), tuple(pretrain_runs), tuple(finetune_runs))
+
+
+def finetune_settings(exp: Experiment, size: SizePreset, task: str, *, epochs: float | None = None) -> dict[str, Any]:
+    """The paper's protocol, then the size preset, the task's own overrides, bench.toml, the CLI."""
+    spec = TASKS.get(task).spec
+    ft = exp.finetune
+    s: dict[str, Any] = {
+        "lr": size.finetune_lr,
+        "batch_size": size.finetune_batch,
+        "epochs": size.finetune_epochs,
+        "max_length": size.finetune_max_length,
+        "max_train_examples": size.finetune_max_train,
+        "warmup_fraction": ft.warmup_fraction,
+        "weight_decay": ft.weight_decay,
+        "layer_decay": ft.layer_decay,
+        "dropout": ft.dropout,
+    }
+    s.update(spec.finetune_overrides)
+    for key in ("lr", "batch_size", "epochs", "max_length", "max_train_examples"):
+        if getattr(ft, key) is not None:
+            s[key] = getattr(ft, key)
+    for key, value in exp.task_settings.get(task, {}).items():
+        if key in s:
+            s[key] = value
+    if epochs is not None:
+        s["epochs"] = epochs
+    return s
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)

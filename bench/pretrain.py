@@ -1,0 +1,233 @@
+"""The pretraining loop: a backend, packed blocks and a FLOP budget -> a trained encoder.
+
+The number of steps follows from the budget and the backend's analytic cost per step, so the
+learning-rate schedule knows its end before the first step, and every model in a comparison
+spends the same FLOPs to within one step.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from bench.backend import CONVENTIONS, Backend
+from bench.store import Metric
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    lr: float
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    warmup_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class PretrainPlan:
+    """What a pretraining run will do, decided before it starts."""
+
+    budget_flops: float
+    convention: str
+    batch_size: int
+    seq_len: int
+    steps: int
+    warmup_steps: int
+    flops_per_step: dict[str, float]  # convention -> analytic FLOPs of one optimiser step
+    checkpoint_steps: dict[float, int]  # budget fraction -> step after which the encoder is saved
+
+    def flops_at(self, step: int, convention: str | None = None) -> float:
+        return step * self.flops_per_step[convention or self.convention]
+
+
+def steps_for_budget(budget_flops: float, flops_per_step: float) -> int:
+    """The fewest whole steps whose FLOPs reach the budget (so spent - budget < one step)."""
+    if flops_per_step <= 0:
+        raise ValueError("a pretraining step must cost a positive number of FLOPs")
+    return max(1, math.ceil(budget_flops / flops_per_step - 1e-9))
+
+
+def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, batch_size: int, seq_len: int,
+                     warmup_fraction: float, checkpoint_fractions: tuple[float, ...] = (1.0,)) -> PretrainPlan:
+    per_step = {c: backend.flops_per_step(batch_size, seq_len, c).total for c in CONVENTIONS}
+    steps = steps_for_budget(budget_flops, per_step[convention])
+    fractions = sorted(set(checkpoint_fractions) | {1.0})
+    return PretrainPlan(
+        budget_flops=budget_flops,
+        convention=convention,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        steps=steps,
+        warmup_steps=int(round(warmup_fraction * steps)),
+        flops_per_step=per_step,
+        checkpoint_steps={f: steps_for_budget(f * budget_flops, per_step[convention]) for f in fractions},
+    )
+
+
+@dataclass
+class PretrainResult:
+    steps: int
+    wall_s: float
+    tokens: int
+    tokens_per_s: float
+    flops: dict[str, float]
+    final: dict[str, float]  # last logging window's metrics
+    series: list[Metric] = field(default_factory=list)
+    checkpoints: dict[float, Path] = field(default_factory=dict)
+    checkpoint_points: dict[float, tuple[int, float]] = field(default_factory=dict)  # fraction -> (step, FLOPs)
+    peak_memory_mb: float = 0.0
+
+    def metrics(self) -> list[Metric]:
+        """Final values (step None) then the logged series, ready for the store."""
+        out = [
+            Metric("steps", self.steps),
+            Metric("wall_s", self.wall_s),
+            Metric("tokens", self.tokens),
+            Metric("tokens_per_s", self.tokens_per_s),
+            Metric("achieved_flops_per_s", self.flops["executed"] / self.wall_s if self.wall_s > 0 else 0.0),
+            Metric("peak_memory_mb", self.peak_memory_mb),
+        ]
+        out += [Metric(f"flops_{c}", v) for c, v in self.flops.items()]
+        out += [Metric(f"final_{k}", v) for k, v in self.final.items()]
+        out += [Metric("checkpoint", f, step=s, flops=fl) for f, (s, fl) in sorted(self.checkpoint_points.items())]
+        return out + self.series
+
+
+def make_optimizer(model: torch.nn.Module, opt: OptimSettings) -> torch.optim.Optimizer:
+    """AdamW with no decay on biases and LayerNorm; shared (tied) parameters appear once."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # named_parameters() drops duplicates of tied tensors
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999))
+
+
+def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak, then linear decay to zero at the planned last step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: OptimSettings, *, pad_id: int,
+             out_dir: Path, save: Callable[[torch.nn.Module, Path], None], seed: int = 0, log_every: int = 10,
+             precision: str = "auto", progress: bool = True, label: str = "pretrain") -> PretrainResult:
+    """Train `backend` for `plan.steps` steps on `blocks` ([N, seq_len] token ids).
+
+    `save(encoder, dir)` writes a checkpoint (the encoder plus the tokenizer) into `dir`; it
+    is called at each of `plan.checkpoint_steps`, into `out_dir/ckpt-<fraction>`.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    mixed = _mixed_precision(precision)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
+    torch.manual_seed(seed)
+    world = accelerator.num_processes
+    if plan.batch_size % world:
+        raise ValueError(f"batch size {plan.batch_size} is not divisible by {world} processes")
+    if len(blocks) < plan.batch_size:
+        raise ValueError(f"only {len(blocks)} blocks of text, fewer than one batch of {plan.batch_size}")
+    sampler_gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(blocks), batch_size=plan.batch_size // world, drop_last=True,
+                        sampler=RandomSampler(blocks, generator=sampler_gen))
+    optimizer = make_optimizer(backend, opt)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(plan.warmup_steps, plan.steps))
+    model, optimizer, loader, scheduler = accelerator.prepare(backend, optimizer, loader, scheduler)
+    model.train()
+
+    series: list[Metric] = []
+    window: dict[str, list[float]] = {}
+    final: dict[str, float] = {}
+    checkpoints: dict[float, Path] = {}
+    save_at = {s: f for f, s in plan.checkpoint_steps.items()}
+    bar = tqdm(total=plan.steps, desc=label, unit="step", disable=not progress or not accelerator.is_main_process,
+               dynamic_ncols=True)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    step, tokens = 0, 0
+    start = time.perf_counter()
+    while step < plan.steps:
+        for (batch_ids,) in loader:
+            input_ids = batch_ids.long()
+            batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long()}
+            with accelerator.autocast():
+                out = model(batch)
+            accelerator.backward(out.loss)
+            if opt.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += int(batch["attention_mask"].sum()) * world
+            for k, v in out.metrics.items():
+                window.setdefault(k, []).append(float(v))
+            if step % log_every == 0 or step == plan.steps:
+                wall = time.perf_counter() - start
+                final = {k: sum(v) / len(v) for k, v in window.items()}
+                final["lr"] = scheduler.get_last_lr()[0]
+                window = {}
+                for k, v in final.items():
+                    series.append(Metric(k, v, step=step, flops=plan.flops_at(step), wall_s=wall))
+                bar.set_postfix({k: f"{final[k]:.3f}" for k in list(final)[:3]})
+            bar.update(1)
+            if step in save_at and accelerator.is_main_process:
+                frac = save_at[step]
+                checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), out_dir / f"ckpt-{frac:g}", save)
+            accelerator.wait_for_everyone()
+            if step >= plan.steps:
+                break
+    wall = time.perf_counter() - start
+    bar.close()
+    return PretrainResult(
+        steps=step,
+        wall_s=wall,
+        tokens=tokens,
+        tokens_per_s=tokens / wall if wall > 0 else 0.0,
+        flops={c: plan.flops_at(step, c) for c in CONVENTIONS},
+        final=final,
+        series=series,
+        checkpoints=checkpoints,
+        checkpoint_points={f: (s, plan.flops_at(s)) for f, s in plan.checkpoint_steps.items() if s <= step},
+        peak_memory_mb=_peak_memory_mb(),
+    )
+
+
+def atomic_save(model: Backend, target: Path, save: Callable[[torch.nn.Module, Path], None]) -> Path:
+    """Write into a temporary folder and rename, so no half checkpoint is ever left behind."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save(model.encoder(), tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _mixed_precision(precision: str) -> str:
+    if precision == "bf16":
+        return "bf16"
+    if precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

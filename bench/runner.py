@@ -1,0 +1,218 @@
+"""Carry out a plan: pretrain what is missing, fine-tune what is missing, store everything.
+
+A run already `done` in the store is skipped; a failed or interrupted one is retried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.config import Experiment, FinetuneSettings
+from bench.environment import code_version, environment, git_sha
+from bench.errors import BenchError, ConfigError
+from bench.plan import FinetuneRun, Plan, PretrainRun
+from bench.registry import MODELS, TASKS
+from bench.store import Metric, Store
+
+DB_NAME = "bench.db"
+FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
+
+
+@dataclass
+class RunSummary:
+    pretrained: int = 0
+    finetuned: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def register_config_tasks(exp: Experiment) -> None:
+    """Add the tasks declared in bench.toml ([tasks.<name>] with an `adapter`) to the registry."""
+    where = exp.config_file or "bench.toml"
+    for name, table in exp.task_settings.items():
+        adapter_keys = {k: v for k, v in table.items() if k not in FINETUNE_KEYS}
+        if "adapter" in table:
+            from tasks.table import table_task_from_config
+
+            task = table_task_from_config(name, adapter_keys, Path(where))
+            TASKS.add(name, task, description=task.spec.description or f"{table['adapter']} task from {where}",
+                      source="bench.toml")
+        elif adapter_keys:
+            if name not in TASKS:
+                raise ConfigError(f"{where}: [tasks.{name}] declares no `adapter` and {name!r} is not a registered "
+                                  f"task. Add adapter = \"csv\" (or tsv, jsonl) with train, dev, text and label, "
+                                  f"or use one of: {', '.join(TASKS.names())}.")
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(adapter_keys))} in [tasks.{name}]; a "
+                              f"registered task takes only fine-tuning settings: {', '.join(FINETUNE_KEYS)}.")
+
+
+class Runner:
+    def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print) -> None:
+        self.plan = plan
+        self.exp = plan.experiment
+        self.progress = progress
+        self.echo = echo
+        self.results = self.exp.results_dir
+        self.store = Store(self.results / DB_NAME)
+        self.env = environment()
+        self._data: Any = None  # PretrainData, prepared once and only if a run needs it
+        self.summary = RunSummary()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.results / "runs" / run_id
+
+    def checkpoint(self, pt: PretrainRun, fraction: float) -> str:
+        """Where a fine-tuning run loads its encoder from."""
+        if pt.external:
+            kind, _, ref = pt.external.partition(":")
+            return ref
+        return str(self.run_dir(pt.id) / f"ckpt-{fraction:g}")
+
+    def _pretrain_complete(self, pt: PretrainRun) -> bool:
+        if not self.store.is_done(pt.id):
+            return False
+        if pt.external:
+            return True
+        # A done run whose checkpoints were deleted is redone, so its fine-tuning can proceed.
+        return all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
+
+    def data(self):
+        if self._data is None:
+            from bench.pretrain_data import DataSpec, prepare_pretraining_data
+
+            spec = DataSpec(**next(p.data for p in self.plan.pretrain_runs if p.data))
+            self._data = prepare_pretraining_data(spec, self.exp.data_dir, self.results / "cache",
+                                                  progress=self.progress)
+        return self._data
+
+    # --- the work -------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        start = time.perf_counter()
+        by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
+        for pt in self.plan.pretrain_runs:
+            if self._pretrain_complete(pt):
+                self.summary.skipped += 1
+                continue
+            self._guard(pt.id, lambda pt=pt: self._pretrain(pt))
+        for ft in self.plan.finetune_runs:
+            if self.store.is_done(ft.id):
+                self.summary.skipped += 1
+                continue
+            parent = by_id[ft.pretrain_id]
+            if not self._pretrain_complete(parent):
+                self.summary.failed.append(f"{ft.model}/{ft.task}/seed {ft.seed}: its pretraining run failed")
+                continue
+            self._guard(ft.id, lambda ft=ft, parent=parent: self._finetune(ft, parent))
+        self.summary.wall_s = time.perf_counter() - start
+        return self.summary
+
+    def _guard(self, run_id: str, work: Callable[[], None]) -> None:
+        """Run one unit of work; a failure is recorded in the store and the rest goes on."""
+        try:
+            work()
+        except KeyboardInterrupt:
+            self.store.fail(run_id, "interrupted")
+            raise
+        except BenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run retried next time
+            self.store.fail(run_id, "".join(traceback.format_exception(exc)))
+            self.summary.failed.append(f"{run_id}: {type(exc).__name__}: {exc}")
+            self.echo(f"run {run_id} failed: {type(exc).__name__}: {exc} (recorded; re-run to retry)")
+
+    def _start(self, run_id: str, kind: str, model: str, spec: dict[str, Any], **kw: Any) -> None:
+        self.store.start(run_id, kind=kind, model=model, spec=spec, code_version=code_version(),
+                         git_sha=git_sha(), environment=self.env, **kw)
+
+    def _pretrain(self, pt: PretrainRun) -> None:
+        import torch
+
+        from bench.backend import CONVENTIONS
+        from bench.pretrain import OptimSettings, atomic_save, plan_pretraining, pretrain
+        from bench.pretrain_data import load_blocks
+        from bench.tokenizer import load_tokenizer
+
+        if pt.external:
+            self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=0.0)
+            self.store.finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
+            return
+        t0 = time.perf_counter()
+        data = self.data()  # before the run is recorded: a data error leaves the store untouched
+        data_wall = time.perf_counter() - t0
+        tokenizer = load_tokenizer(data.tokenizer_dir)
+        cls = MODELS.get(pt.model)
+        torch.manual_seed(pt.seed)
+        try:
+            backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
+        except TypeError as exc:
+            raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
+        self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=pt.budget.value)
+        out_dir = self.run_dir(pt.id)
+
+        def save(encoder: torch.nn.Module, target: Path) -> None:
+            encoder.save_pretrained(target, safe_serialization=True)
+            tokenizer.save_pretrained(target)
+
+        if not pt.pretrains:
+            for f in pt.checkpoint_fractions:
+                atomic_save(backend, out_dir / f"ckpt-{f:g}", save)
+            self.store.finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall)]
+                              + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
+            self.summary.pretrained += 1
+            return
+        plan = plan_pretraining(backend, budget_flops=pt.budget.value, convention=pt.convention,
+                                batch_size=pt.batch_size, seq_len=pt.seq_len, warmup_fraction=pt.warmup_fraction,
+                                checkpoint_fractions=pt.checkpoint_fractions)
+        opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
+                            max_grad_norm=pt.max_grad_norm, warmup_fraction=pt.warmup_fraction)
+        blocks = load_blocks(data)
+        result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
+                          seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
+                          progress=self.progress, label=f"pretrain {pt.model}")
+        metrics = result.metrics() + [
+            Metric("data_wall_s", data_wall),
+            Metric("planned_steps", plan.steps),
+            Metric("budget_flops", pt.budget.value),
+            Metric("params", sum(p.numel() for p in backend.parameters())),
+            Metric("encoder_params", sum(p.numel() for p in backend.encoder().parameters())),
+        ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
+        self.store.finish(pt.id, metrics)
+        self.summary.pretrained += 1
+
+    def _finetune(self, ft: FinetuneRun, parent: PretrainRun) -> None:
+        from bench.finetune import FinetuneConfig, finetune
+
+        task = TASKS.get(ft.task)
+        cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
+        self._start(ft.id, "finetune", ft.model, ft.spec(), task=ft.task, size=ft.size,
+                    budget=parent.budget.value * ft.fraction, seed=ft.seed, parent_id=parent.id)
+        result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
+                          data_dir=self.exp.data_dir, progress=self.progress)
+        for w in result.warnings:
+            msg = f"{ft.model} ({ft.task}, seed {ft.seed}): {w}"
+            self.summary.warnings.append(msg)
+            self.echo(f"warning: {msg}")
+        metrics = [Metric("score", result.metrics[result.headline]), Metric("train_wall_s", result.train_wall_s),
+                   Metric("eval_wall_s", result.eval_wall_s), Metric("steps", result.steps),
+                   Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
+                   Metric("fraction", ft.fraction)]
+        metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
+        self.store.finish(ft.id, metrics)
+        self.summary.finetuned += 1
+
+
+def _finetune_config_fields() -> set[str]:
+    from bench.finetune import FinetuneConfig
+
+    return {f.name for f in dataclasses.fields(FinetuneConfig)}

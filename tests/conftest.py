@@ -1,0 +1,99 @@
+"""Shared fixtures: offline, deterministic, tiny. Real data only where BENCH_DATA_DIR has it."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
+         "upsilon phi chi psi omega").split()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data folder, or a clean skip."""
+    value = os.environ.get("BENCH_DATA_DIR")
+    if not value or not (Path(value) / "glue").is_dir():
+        pytest.skip("BENCH_DATA_DIR with glue/ not set")
+    return Path(value)
+
+
+def write_corpus(root: Path, *, docs: int = 60, seed: int = 0) -> Path:
+    """A plain-text corpus with strong structure: documents of repeated patterns."""
+    rng = random.Random(seed)
+    folder = root / "corpus" / "synthetic"
+    folder.mkdir(parents=True, exist_ok=True)
+    patterns = [WORDS[i:i + 6] for i in range(0, 18, 3)]
+    out = []
+    for _ in range(docs):
+        sents = [" ".join(rng.choice(patterns)) + " ." for _ in range(rng.randint(4, 10))]
+        out.append("\n".join(sents))
+    (folder / "part-0.txt").write_text("\n\n".join(out) + "\n", encoding="utf-8")
+    return folder
+
+
+def write_task(root: Path, *, n_train: int = 64, n_dev: int = 32, seed: int = 0) -> Path:
+    """A trivially learnable sentiment-like CSV task: label 1 iff the text contains 'omega'."""
+    rng = random.Random(seed)
+    folder = root / "task"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("dev", n_dev)):
+        lines = ["text,label"]
+        for i in range(n):
+            label = i % 2
+            words = [rng.choice(WORDS[:12]) for _ in range(5)]
+            if label:
+                words[rng.randrange(5)] = "omega"
+            lines.append(f"{' '.join(words)},{'pos' if label else 'neg'}")
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def micro_size(monkeypatch: pytest.MonkeyPatch):
+    """A throwaway size preset small enough for a whole run in seconds."""
+    from models import sizes
+
+    preset = sizes.SizePreset(
+        name="micro", description="test-only", hidden=32, layers=2, heads=2, ffn=64, embedding=32,
+        gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
+        pretrain_batch=8, pretrain_lr=1e-3, warmup_fraction=0.1, budget_flops=2e9,
+        finetune_lr=1e-3, finetune_batch=16, finetune_epochs=2, finetune_max_length=16, seeds=2,
+    )
+    monkeypatch.setitem(sizes.SIZES, "micro", preset)
+    return preset
+
+
+@pytest.fixture
+def micro_project(tmp_path: Path, micro_size) -> Path:
+    """A folder with a synthetic corpus, a CSV task and a bench.toml that uses them."""
+    write_corpus(tmp_path)
+    write_task(tmp_path)
+    (tmp_path / "bench.toml").write_text(
+        """
+[run]
+models = ["electra", "bert"]
+task = "toy"
+size = "micro"
+results = "results"
+
+[data]
+corpus = "synthetic"
+
+[tasks.toy]
+adapter = "csv"
+train = "task/train.csv"
+dev = "task/dev.csv"
+text = "text"
+label = "label"
+""",
+        encoding="utf-8",
+    )
+    return tmp_path

@@ -1,0 +1,38 @@
+import math
+
+import pytest
+
+from bench.budget import parse_budget
+from bench.errors import ConfigError
+from bench.pretrain import linear_schedule, steps_for_budget
+
+
+@pytest.mark.parametrize("budget,per_step,steps", [(100.0, 10.0, 10), (101.0, 10.0, 11), (99.0, 10.0, 10),
+                                                   (1.0, 10.0, 1), (3e13, 4.7e10, 639)])
+def test_steps_for_budget_is_fewest_steps_reaching_it(budget, per_step, steps):
+    n = steps_for_budget(budget, per_step)
+    assert n == steps
+    assert n * per_step >= budget - 1e-6 and (n - 1) * per_step < budget  # within one step of the budget
+
+
+def test_schedule_warms_up_then_decays_to_zero_at_the_planned_end():
+    f = linear_schedule(warmup_steps=10, total_steps=100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == 0.0
+
+
+def test_parse_budget_forms():
+    assert parse_budget("2e14").value == 2e14 and parse_budget(3e13).kind == "flops"
+    t = parse_budget("20min")
+    assert t.is_time and t.value == 1200
+    assert parse_budget("90s").value == 90 and parse_budget("2h").value == 7200
+    with pytest.raises(ConfigError, match="cannot read budget"):
+        parse_budget("soon")
+    with pytest.raises(ConfigError, match="unknown reference run 'electra-huge'"):
+        parse_budget("electra-huge@5%")
+
+
+def test_budget_as_share_of_paper_run():
+    full = parse_budget("electra-small@100%").value
+    assert math.isclose(parse_budget("electra-small@6.25%").value, full * 0.0625)
+    assert 1.35e18 < full < 1.45e18  # the paper's Table 1: 1.4e18

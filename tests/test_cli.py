@@ -1,0 +1,97 @@
+"""The CLI end to end on a synthetic corpus and task, and its error messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+from bench.report import COLUMNS
+
+
+def invoke(args, cwd, monkeypatch):
+    monkeypatch.chdir(cwd)
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_run_end_to_end_then_rerun_skips(micro_project, monkeypatch):
+    r = invoke(["run", "--quiet"], micro_project, monkeypatch)
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.output.splitlines() if line.startswith("| model"))
+    assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
+    for model in ("electra", "bert", "scratch"):
+        assert f"| {model}" in r.output
+    assert "3 pretrained, 6 fine-tuned" in r.output
+
+    db = micro_project / "results" / "bench.db"
+    con = sqlite3.connect(db)
+    counts = dict(con.execute("SELECT kind, count(*) FROM runs WHERE status='done' GROUP BY kind").fetchall())
+    assert counts == {"pretrain": 3, "finetune": 6}
+    env = json.loads(con.execute("SELECT environment FROM runs LIMIT 1").fetchone()[0])
+    assert env["code_version"].startswith("src-") and "torch" in env["packages"]
+
+    # matched compute: both within one step of the budget and of each other
+    out = invoke(["report", "--format", "csv"], micro_project, monkeypatch)
+    rows = {row["model"]: row for row in csv.DictReader(io.StringIO(out.output))}
+    budget = float(rows["electra"]["budget_flops"])
+    for m in ("electra", "bert"):
+        spent = float(rows[m]["pretrain_flops"])
+        per_step = spent / int(rows[m]["pretrain_steps"])
+        assert budget <= spent < budget + per_step
+    assert float(rows["scratch"]["pretrain_flops"]) == 0.0
+    for row in rows.values():
+        assert 0.0 <= float(row["score_min"]) <= float(row["score_median"]) <= float(row["score_max"]) <= 1.0
+        assert row["seeds"] == "2"
+
+    again = invoke(["run", "--quiet"], micro_project, monkeypatch)
+    assert again.exit_code == 0 and "0 pretrained, 0 fine-tuned, 9 already in the store" in again.output
+    md = invoke(["report"], micro_project, monkeypatch)
+    assert "| electra" in md.output and "| bert" in md.output
+
+
+def test_unknown_model_lists_registered(micro_project, monkeypatch):
+    r = invoke(["run", "--models", "electra,nosuch"], micro_project, monkeypatch)
+    assert r.exit_code != 0
+    assert "nosuch" in r.output and "electra" in r.output and "bert" in r.output and "scratch" in r.output
+    assert not (micro_project / "results" / "bench.db").exists()  # nothing written
+
+
+def test_unknown_task_did_you_mean(micro_project, monkeypatch):
+    r = invoke(["run", "--task", "sst3"], micro_project, monkeypatch)
+    assert r.exit_code != 0 and "unknown task 'sst3'" in r.output and "Did you mean 'sst2'" in r.output
+
+
+def test_malformed_toml(micro_project, monkeypatch):
+    (micro_project / "bench.toml").write_text('[run]\nmodels = ["electra"\n', encoding="utf-8")
+    r = invoke(["run"], micro_project, monkeypatch)
+    assert r.exit_code != 0 and "bench.toml" in r.output and "line" in r.output
+
+
+def test_unknown_size(micro_project, monkeypatch):
+    r = invoke(["run", "--size", "huge"], micro_project, monkeypatch)
+    assert r.exit_code != 0 and "unknown size preset 'huge'" in r.output and "tiny" in r.output
+
+
+def test_list_shows_models_tasks_sizes(micro_project, monkeypatch):
+    r = invoke(["list"], micro_project, monkeypatch)
+    assert r.exit_code == 0
+    for name in ("electra", "bert", "scratch", "sst2", "toy", "tiny", "small", "base"):
+        assert name in r.output
+
+
+def test_report_without_store(tmp_path, monkeypatch):
+    r = invoke(["report", "--results", str(tmp_path / "none")], tmp_path, monkeypatch)
+    assert r.exit_code != 0 and "no results store" in r.output
+
+
+@pytest.mark.parametrize("model", ["electra", "bert"])
+def test_flops_json_has_total(model, tmp_path, monkeypatch):
+    r = invoke(["flops", "--model", model, "--size", "tiny", "--steps", "10", "--batch", "4", "--json"],
+               tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["total"] > 0
