@@ -1,0 +1,332 @@
+"""Corpus reading, tokenizers and block packing, on tiny synthetic data (plus shared data if present)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import pretrain_data
+from bench.backend import TokenInfo
+from bench.corpus import CorpusSource, iter_documents, resolve_corpus, wikitext_documents
+from bench.errors import DataError
+from bench.pretrain_data import DataSpec, load_blocks, pack_document, prepare_pretraining_data, split_sentences
+from bench.tokenizer import (
+    SPECIAL_TOKENS,
+    load_tokenizer,
+    token_info,
+    tokenizer_from_vocab,
+    train_wordpiece,
+)
+
+SHARED = Path(os.environ["BENCH_DATA_DIR"]) if os.environ.get("BENCH_DATA_DIR") else None
+BODY = "This body is comfortably longer than the fifty character minimum."
+
+
+def wiki_doc(doc_id: int, title: str, paragraphs: list[str]) -> str:
+    head = f'<doc id="{doc_id}" url="http://en.wikipedia.org/wiki?curid={doc_id}" title="{title}">'
+    return "\n".join([head, title, "", *paragraphs, "</doc>"]) + "\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---- corpus reading ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["wiki_00", "wiki_00.gz"])
+def test_wikiextractor_plain_and_gzip(tmp_path: Path, name: str) -> None:
+    text = (
+        wiki_doc(1, "Anarchism", ["Anarchism", BODY, "Section heading."])
+        + wiki_doc(2, "Stub", ["Stub may refer to:"])  # < 50 characters: skipped
+        + wiki_doc(3, "Albedo", [BODY + " Albedo."])
+    )
+    docs = list(iter_documents(write(tmp_path / name, text)))
+    # only the title line right after <doc> is dropped; a later line equal to it is body
+    assert docs == [["Anarchism", BODY, "Section heading."], [BODY + " Albedo."]]
+
+
+def test_plain_text_blank_lines_separate_documents(tmp_path: Path) -> None:
+    text = "\n\nfirst doc line one\nfirst doc line two\n\n\n  \nsecond doc\n\nthird doc\n"
+    docs = list(iter_documents(write(tmp_path / "corpus.txt", text)))
+    assert docs == [["first doc line one", "first doc line two"], ["second doc"], ["third doc"]]
+
+
+def test_folder_sorted_recursive_and_skips_metadata(tmp_path: Path) -> None:
+    write(tmp_path / "b" / "wiki_00.gz", wiki_doc(2, "B", [BODY + " b"]))
+    write(tmp_path / "a" / "wiki_01", wiki_doc(1, "A", [BODY + " a"]))
+    write(tmp_path / "c.txt", "plain c\n")
+    for skipped in ("SOURCE.md", "SHA256SUMS", "SHA256SUMS.uncompressed", ".hidden", ".git/x.txt"):
+        write(tmp_path / skipped, "should never be read\n")
+    docs = list(iter_documents(tmp_path))
+    assert docs == [[BODY + " a"], [BODY + " b"], ["plain c"]]
+    source = resolve_corpus(str(tmp_path), None)
+    assert [doc[0][-1] for doc in source.documents(max_documents=2)] == ["a", "b"]
+
+
+def test_wikitext_split_at_level_one_headings() -> None:
+    lines = [
+        "",
+        " = Valkyria Chronicles III = \n",
+        "",
+        " Senjō no Valkyria 3 is a role @-@ playing game . \n",
+        " = = Gameplay = = \n",
+        " It sold 1 @,@ 000 copies . \n",
+        " = Tower Building = \n",
+        " The tower is 3 @.@ 5 m tall . \n",
+    ]
+    assert list(wikitext_documents(lines)) == [
+        ["Senjō no Valkyria 3 is a role-playing game .", "Gameplay", "It sold 1,000 copies ."],
+        ["The tower is 3.5 m tall ."],
+    ]
+
+
+def test_fingerprint_ignores_mtime_and_follows_content(tmp_path: Path) -> None:
+    original = tmp_path / "one"
+    write(original / "wiki_00.gz", wiki_doc(1, "A", [BODY]))
+    clone = tmp_path / "two"
+    shutil.copytree(original, clone)  # fresh mtimes, same bytes
+    os.utime(clone / "wiki_00.gz", (1, 1))
+    first = CorpusSource(name="x", path=original).fingerprint()
+    assert CorpusSource(name="y", path=clone).fingerprint() == first
+    write(clone / "wiki_00.gz", wiki_doc(1, "A", [BODY + " changed"]))
+    assert CorpusSource(name="y", path=clone).fingerprint() != first
+
+
+def test_missing_corpus_names_places_tried(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as error:
+        resolve_corpus("nope", tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "corpus" / "nope") in message and "wikitext" in message
+
+
+def test_hub_fallback_without_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a stand-in `datasets` module: the hub is never touched
+    fake = types.ModuleType("datasets")
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("offline")
+
+    fake.load_dataset = offline
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.chdir(tmp_path)
+    source = resolve_corpus("nope", None)
+    assert source.is_hub
+    with pytest.raises(DataError) as error:
+        list(source.documents())
+    assert "nope" in str(error.value) and "wikitext-103-raw-v1" in str(error.value)
+    assert "BENCH_DATA_DIR" in str(error.value)
+
+    fake.load_dataset = lambda *a, **k: [{"text": " = T = \n"}, {"text": " Body text . \n"}]
+    assert list(resolve_corpus("wikitext", tmp_path).documents()) == [["Body text ."]]
+
+
+# ---- tokenizers --------------------------------------------------------------------------
+
+
+def test_trained_tokenizer_adds_cls_sep_and_round_trips(tmp_path: Path) -> None:
+    docs = [["The quick brown fox jumps over the lazy dog.", "Hello world, hello tokenizer."]] * 50
+    out = train_wordpiece(docs, 200, tmp_path / "tok")
+    vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert tuple(vocab_lines[:5]) == SPECIAL_TOKENS
+    for tokenizer in (load_tokenizer(out), __import__("transformers").BertTokenizerFast.from_pretrained(str(out))):
+        info = token_info(tokenizer)
+        assert (info.pad_id, info.unk_id, info.cls_id, info.sep_id, info.mask_id) == (0, 1, 2, 3, 4)
+        assert info.vocab_size == len(vocab_lines)
+        ids = tokenizer("Hello quick fox")["input_ids"]
+        assert ids[0] == info.cls_id and ids[-1] == info.sep_id and info.unk_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == "hello quick fox"
+
+
+def test_tokenizer_from_vocab_keeps_the_vocab(tmp_path: Path) -> None:
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", *[f"[unused{i}]" for i in range(3)], "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+                                "the", "cat", "##s", "."]) + "\n", encoding="utf-8")
+    tokenizer = load_tokenizer(tokenizer_from_vocab(vocab, tmp_path / "tok"))
+    assert tokenizer("The cats.")["input_ids"] == [5, 8, 9, 10, 11, 6]
+    assert token_info(tokenizer).unk_id == 4
+
+
+# ---- sentence splitting and packing --------------------------------------------------------
+
+
+def test_split_sentences() -> None:
+    text = 'He met Dr. Smith in the U.S. Army. Then he left! "Why?" She asked. In 1990 it was 3.5 m.'
+    assert split_sentences(text) == [
+        "He met Dr. Smith in the U.S. Army.", "Then he left!", '"Why?"', "She asked.", "In 1990 it was 3.5 m."
+    ]
+
+
+def test_pack_document_rules() -> None:
+    cls, sep = 2, 3
+    sentences = [[10] * 5, [11] * 4, [12] * 8, [13] * 25, [14] * 3]
+    blocks = pack_document(sentences, seq_len=12, cls_id=cls, sep_id=sep, min_block_tokens=2)
+    assert blocks == [
+        [cls, *[10] * 5, *[11] * 4, sep],  # 9 tokens: the 8-token sentence does not fit in 10
+        [cls, *[12] * 8, sep],
+        [cls, *[13] * 10, sep],  # the 25-token sentence is cut into pieces of seq_len - 2
+        [cls, *[13] * 10, sep],
+        [cls, *[13] * 5, *[14] * 3, sep],  # its tail continues with the next sentence
+    ]
+    assert pack_document([[10] * 3], 12, cls, sep, min_block_tokens=4) == []  # short tail dropped
+
+
+# ---- the pipeline --------------------------------------------------------------------------
+
+
+def synthetic_corpus(root: Path, num_docs: int = 6) -> tuple[Path, Path, dict[int, set[str]]]:
+    """Documents whose words (`d<doc>w<k>`) occur in no other document, plus a vocab for them."""
+    words = {d: {f"d{d}w{k}" for k in range(8)} for d in range(num_docs)}
+    text = ""
+    for d in range(num_docs):
+        sentences = [" ".join(sorted(words[d])[(s % 8):] + sorted(words[d])) + "." for s in range(6 + d)]
+        sentences = [sentence[0].upper() + sentence[1:] for sentence in sentences]
+        if d == 2:
+            sentences.append("D2w0 " + " ".join(sorted(words[d]) * 10) + ".")  # 81 words: longer than a block
+        text += wiki_doc(d + 1, f"Doc {d}", [" ".join(sentences[:3]), " ".join(sentences[3:])])
+    corpus = root / "corpus" / "synthetic"
+    write(corpus / "wiki_00.gz", text)
+    vocab = root / "vocab" / "synthetic" / "vocab.txt"
+    vocab.parent.mkdir(parents=True)
+    vocab.write_text("\n".join([*SPECIAL_TOKENS, ".", *sorted(set().union(*words.values()))]) + "\n", encoding="utf-8")
+    return corpus, vocab, words
+
+
+def test_blocks_are_well_formed_and_never_cross_documents(tmp_path: Path) -> None:
+    _, _, words = synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab="synthetic", seq_len=32, min_block_tokens=4)
+    data = prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
+    blocks = load_blocks(data)
+    info = data.tokens
+    assert blocks.dtype == torch.int32 and blocks.shape == (data.num_blocks, 32)
+    tokenizer = load_tokenizer(data.tokenizer_dir)
+    doc_of = {tokenizer.convert_tokens_to_ids(w): d for d, ws in words.items() for w in ws}
+    docs_seen = []
+    for row in blocks.tolist():
+        assert row[0] == info.cls_id
+        real = [t for t in row if t != info.pad_id]
+        assert row[: len(real)] == real  # padding only at the end
+        assert real[-1] == info.sep_id and real.count(info.sep_id) == 1 and real.count(info.cls_id) == 1
+        owners = {doc_of[t] for t in real if t in doc_of}
+        assert len(owners) == 1, f"block mixes documents {owners}"
+        docs_seen.append(owners.pop())
+    assert docs_seen == sorted(docs_seen) and set(docs_seen) == set(words)  # in order, none lost
+    assert data.stats["long_sentences_split"] == 1 and data.stats["documents"] == 6
+    assert data.num_tokens == int((blocks != info.pad_id).sum())
+    assert data.stats["block_tokens"] + data.stats["dropped_tokens"] == data.stats["tokens"]
+    assert 0 < data.stats["padding_fraction"] < 1 and data.stats["unigram_entropy_nats"] > 0
+
+
+def test_trained_vocab_pipeline_and_max_documents(tmp_path: Path) -> None:
+    synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab_size=120, seq_len=32, min_block_tokens=4, max_documents=3)
+    data = prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
+    assert data.stats["documents"] == 3 and data.tokens.vocab_size <= 120
+    assert (data.tokens.pad_id, data.tokens.cls_id, data.tokens.sep_id) == (0, 2, 3)
+    assert np.load(data.blocks_path).dtype == np.uint16  # documented: uint16 on disk when it fits
+    decoded = load_tokenizer(data.tokenizer_dir).decode(load_blocks(data)[0].tolist(), skip_special_tokens=True)
+    assert decoded.startswith("d0w")
+
+
+def test_cache_hit_and_key_changes_with_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus, _, _ = synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab="synthetic", seq_len=32, min_block_tokens=4)
+    cache = tmp_path / "cache"
+    first = prepare_pretraining_data(spec, tmp_path, cache, progress=False)
+    meta = first.blocks_path.parent / "meta.json"
+    stamp = (meta.stat().st_mtime_ns, first.blocks_path.stat().st_mtime_ns)
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cache miss: the corpus was tokenized again")
+
+    monkeypatch.setattr(pretrain_data, "_build", no_rebuild)
+    again = prepare_pretraining_data(spec, tmp_path, cache, progress=False)
+    assert again == first
+    assert (meta.stat().st_mtime_ns, first.blocks_path.stat().st_mtime_ns) == stamp
+    by_path = prepare_pretraining_data(  # same bytes reached by path: same key
+        DataSpec(corpus=str(corpus), vocab=str(tmp_path / "vocab" / "synthetic"), seq_len=32, min_block_tokens=4),
+        None, cache, progress=False,
+    )
+    assert by_path.key == first.key
+    monkeypatch.undo()
+
+    write(corpus / "wiki_01", wiki_doc(99, "New", [BODY]))
+    changed = prepare_pretraining_data(spec, tmp_path, cache, progress=False)
+    assert changed.key != first.key and changed.num_blocks > first.num_blocks
+    longer = prepare_pretraining_data(replace(spec, seq_len=64), tmp_path, cache, progress=False)
+    assert longer.key != changed.key
+    assert not [p for p in cache.rglob(".tmp-*")]
+
+
+def test_interrupted_run_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab="synthetic", seq_len=32, min_block_tokens=4)
+
+    def interrupted(*args: object, **kwargs: object) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_data, "pack_document", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert leftovers == ["tokenizers"]  # the finished tokenizer is kept; no block folder, no temp
+    monkeypatch.undo()
+    assert prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False).num_blocks > 0
+
+
+def test_missing_vocab_names_places_tried(tmp_path: Path) -> None:
+    synthetic_corpus(tmp_path)
+    with pytest.raises(DataError) as error:
+        spec = DataSpec(corpus="synthetic", vocab="nope")
+        prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
+    assert str(tmp_path / "vocab" / "nope") in str(error.value)
+
+
+# ---- the shared data, when BENCH_DATA_DIR has it -------------------------------------------
+
+
+@pytest.mark.skipif(
+    SHARED is None or not (SHARED / "corpus" / "enwiki-2015-wikiextractor").is_dir(),
+    reason="BENCH_DATA_DIR has no corpus/enwiki-2015-wikiextractor",
+)
+def test_shared_wikipedia_corpus(tmp_path: Path) -> None:
+    spec = DataSpec(max_documents=200, vocab_size=4096)
+    data = prepare_pretraining_data(spec, SHARED, tmp_path, progress=False)
+    blocks = load_blocks(data)
+    assert data.stats["documents"] == 200 and blocks.shape == (data.num_blocks, 128)
+    assert bool((blocks[:, 0] == data.tokens.cls_id).all())
+    assert int((blocks == data.tokens.sep_id).sum()) == data.num_blocks
+    assert data.stats["unk_fraction"] < 0.001
+    assert 6.0 < data.stats["unigram_entropy_nats"] < 8.0  # NOTES: 7.00 nats on the whole corpus
+    assert data.stats["padding_fraction"] < 0.3
+
+
+@pytest.mark.skipif(
+    SHARED is None or not (SHARED / "vocab" / "bert-base-uncased" / "vocab.txt").is_file(),
+    reason="BENCH_DATA_DIR has no vocab/bert-base-uncased",
+)
+def test_shared_bert_vocab(tmp_path: Path) -> None:
+    vocab = SHARED / "vocab" / "bert-base-uncased" / "vocab.txt"
+    tokenizer = load_tokenizer(tokenizer_from_vocab(vocab, tmp_path / "tok"))
+    assert tokenizer("the cat")["input_ids"] == [101, 1996, 4937, 102]
+    assert token_info(tokenizer) == TokenInfo(30522, pad_id=0, mask_id=103, cls_id=101, sep_id=102, unk_id=100)
+    corpus = SHARED / "corpus" / "enwiki-2015-wikiextractor"
+    if corpus.is_dir():
+        spec = DataSpec(vocab="bert-base-uncased", max_documents=20)
+        data = prepare_pretraining_data(spec, SHARED, tmp_path / "cache", progress=False)
+        assert data.tokens.vocab_size == 30522 and data.stats["unk_fraction"] < 0.001
