@@ -203,7 +203,7 @@ def flops(model: str, size: str, steps: int, batch: int | None, seq: int, conven
     rows = [(k, f"{v:.4g}") for k, v in rep["components"].items()] + [("total", f"{rep['total']:.4g}")]
     what = "one sequence, forward" if inference else f"{steps:,} steps x batch {batch} x seq {seq}"
     click.echo(f"{model} / {size}: {what}, {convention} convention")
-    click.echo(tabulate(rows, headers=["component", "FLOPs"], tablefmt="github", disablenumparse=True))
+    click.echo(tabulate(rows, headers=["component", "FLOPs"], tablefmt="github", disable_numparse=True))
     if measure and "measured_per_step" in rep:
         click.echo(f"one step measured (FlopCounterMode): {rep['measured_per_step']:.4g}; analytic executed: "
                    f"{rep['executed_per_step']:.4g}; measured/analytic = {rep['measured_ratio']:.4f}")

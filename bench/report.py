@@ -99,7 +99,7 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
     for col in ("score_median", "score_min", "score_max"):
         shown[col] = shown[col].map(lambda v: f"{v:.4f}")
     return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="github" if fmt == "md" else fmt,
-                    disablenumparse=True)
+                    disable_numparse=True)
 
 
 def verdict_lines(df: pd.DataFrame, control: str | None) -> list[str]:

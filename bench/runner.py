@@ -155,7 +155,7 @@ class Runner:
         torch.manual_seed(pt.seed)
         try:
             backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
         self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=pt.budget.value)
         out_dir = self.run_dir(pt.id)

@@ -35,4 +35,6 @@ def test_parse_budget_forms():
 def test_budget_as_share_of_paper_run():
     full = parse_budget("electra-small@100%").value
     assert math.isclose(parse_budget("electra-small@6.25%").value, full * 0.0625)
-    assert 1.35e18 < full < 1.45e18  # the paper's Table 1: 1.4e18
+    # The authors' flops_computation.py gives 1.29e18 for ELECTRA-Small (paper Table 1 prints 1.4e18;
+    # the script's own `electra_small` entry is what a faithful port reproduces, see README).
+    assert f"{full:.3g}" == "1.29e+18"
