@@ -154,7 +154,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     window: dict[str, list[float]] = {}
     final: dict[str, float] = {}
     checkpoints: dict[float, Path] = {}
-    save_at = {s: f for f, s in plan.checkpoint_steps.items()}
+    save_at: dict[int, list[float]] = {}
+    for f, s in plan.checkpoint_steps.items():  # with few steps, several fractions share one step
+        save_at.setdefault(s, []).append(f)
     bar = tqdm(total=plan.steps, desc=label, unit="step", disable=not progress or not accelerator.is_main_process,
                dynamic_ncols=True)
     if torch.cuda.is_available():
@@ -187,8 +189,8 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 bar.set_postfix({k: f"{final[k]:.3f}" for k in list(final)[:3]})
             bar.update(1)
             if step in save_at and accelerator.is_main_process:
-                frac = save_at[step]
-                checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), out_dir / f"ckpt-{frac:g}", save)
+                for frac in save_at[step]:
+                    checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), out_dir / f"ckpt-{frac:g}", save)
             accelerator.wait_for_everyone()
             if step >= plan.steps:
                 break

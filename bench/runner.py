@@ -65,6 +65,11 @@ class Runner:
         self.env = environment()
         self._data: Any = None  # PretrainData, prepared once and only if a run needs it
         self.summary = RunSummary()
+        # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
     # --- helpers --------------------------------------------------------------------------
 

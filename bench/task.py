@@ -23,6 +23,9 @@ class TaskSpec:
     description: str = ""
     # Per-task overrides of the fine-tuning protocol (e.g. epochs=10 for RTE/STS-B).
     finetune_overrides: dict[str, float | int] = field(default_factory=dict)
+    # Evaluation splits -> suffix of their metric names: MNLI adds
+    # {"dev_mismatched": "_mismatched"}, so it reports accuracy and accuracy_mismatched.
+    eval_splits: dict[str, str] = field(default_factory=lambda: {"dev": ""})
 
     @property
     def is_regression(self) -> bool:
@@ -32,13 +35,19 @@ class TaskSpec:
     def headline(self) -> str:
         return self.metrics[0]
 
+    @property
+    def reported_metrics(self) -> tuple[str, ...]:
+        """Every metric a fine-tuning run reports: `metrics` for each eval split, suffixed."""
+        return tuple(m + suffix for suffix in self.eval_splits.values() for m in self.metrics)
+
 
 class Task:
     """A task adapter instance, registered under `spec.name`.
 
-    `load(split, data_dir)` returns a `datasets.Dataset` for "train" or "dev" with the
+    `load(split, data_dir)` returns a `datasets.Dataset` for "train", "dev" (or another
+    split of `spec.eval_splits`) with the
     columns of `spec.text_fields` plus `label`; `compute_metrics` returns every metric of
-    `spec.metrics` (headline first) as floats.
+    `spec.metrics` (headline first) as floats, for one split.
     """
 
     spec: TaskSpec

@@ -39,8 +39,8 @@ def write_corpus(root: Path, *, docs: int = 60, seed: int = 0) -> Path:
     return folder
 
 
-def write_task(root: Path, *, n_train: int = 64, n_dev: int = 32, seed: int = 0) -> Path:
-    """A trivially learnable sentiment-like CSV task: label 1 iff the text contains 'omega'."""
+def write_task(root: Path, *, n_train: int = 160, n_dev: int = 40, seed: int = 0) -> Path:
+    """A trivially learnable sentiment-like CSV task: label 1 iff the text contains "sigma" (a corpus word)."""
     rng = random.Random(seed)
     folder = root / "task"
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def write_task(root: Path, *, n_train: int = 64, n_dev: int = 32, seed: int = 0)
             label = i % 2
             words = [rng.choice(WORDS[:12]) for _ in range(5)]
             if label:
-                words[rng.randrange(5)] = "omega"
+                words[rng.randrange(5)] = "sigma"
             lines.append(f"{' '.join(words)},{'pos' if label else 'neg'}")
         (folder / f"{name}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
@@ -62,10 +62,10 @@ def micro_size(monkeypatch: pytest.MonkeyPatch):
     from models import sizes
 
     preset = sizes.SizePreset(
-        name="micro", description="test-only", hidden=32, layers=2, heads=2, ffn=64, embedding=32,
+        name="micro", description="test-only", hidden=128, layers=2, heads=2, ffn=256, embedding=128,
         gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
-        pretrain_batch=8, pretrain_lr=1e-3, warmup_fraction=0.1, budget_flops=2e9,
-        finetune_lr=1e-3, finetune_batch=16, finetune_epochs=2, finetune_max_length=16, seeds=2,
+        pretrain_batch=8, pretrain_lr=1e-3, warmup_fraction=0.1, budget_flops=1e10,
+        finetune_lr=2e-3, finetune_batch=16, finetune_epochs=4, finetune_max_length=16, seeds=2,
     )
     monkeypatch.setitem(sizes.SIZES, "micro", preset)
     return preset
@@ -83,6 +83,7 @@ models = ["electra", "bert"]
 task = "toy"
 size = "micro"
 results = "results"
+data = "."
 
 [data]
 corpus = "synthetic"

@@ -1,0 +1,535 @@
+"""Fine-tune an encoder checkpoint on a task and evaluate it on dev.
+
+The protocol is the ELECTRA paper's, identical for every backend so that only the
+pretraining differs: `AutoModel` encoder (no pooler) -> `[CLS]` hidden state -> dropout ->
+linear; AdamW (eps 1e-6, no weight decay on biases and LayerNorm); layer-wise learning-rate
+decay as in google-research/electra `model/optimization.py`; linear warm-up then linear
+decay to zero at the planned end; gradients clipped to norm 1.0 (also as the ELECTRA code).
+Batches are grouped by length and padded to their longest sequence (about 2x faster on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench.errors import ConfigError, DataError
+from bench.task import Task
+
+if TYPE_CHECKING:
+    import datasets
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Collapse = [CLS] outputs nearly identical across inputs (cosine > 0.99) AND varying less than a
+# quarter as much (in 1 - cosine) as in a random init of the same shape. The second condition is
+# needed because a random init is itself at ~0.9998 (tokens barely mix yet) and fine-tunes well.
+# Measured on the tiny preset (BERT MLM, SST-2 dev after 1 epoch): random init 0.99983 -> 0.81;
+# lr 5e-4, 600 steps: 0.99473 (31x the init's 1 - cosine) -> 0.80; lr 2e-3, 150 steps: 0.99998
+# (0.11x) -> 0.64; lr 2e-3, 600 steps: 0.999994 (0.035x) -> 0.51, the majority class.
+COLLAPSE_COSINE = 0.99
+COLLAPSE_RATIO = 0.25
+COLLAPSE_WARNING = (
+    "encoder collapsed: [CLS] vectors are identical across inputs; pretraining probably diverged "
+    "(learning rate too high?)"
+)
+CLS_PROBE_EXAMPLES = 64
+NO_DECAY = ("LayerNorm", "layer_norm", "bias")  # as ELECTRA's exclude_from_weight_decay
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters; defaults are the ELECTRA paper's (Small: lr 3e-4)."""
+
+    lr: float = 3e-4
+    batch_size: int = 32
+    epochs: float = 3  # may be fractional
+    max_length: int = 128
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.0
+    layer_decay: float = 0.8
+    dropout: float = 0.1  # head dropout, and the encoder's hidden/attention dropout
+    adam_eps: float = 1e-6
+    max_train_examples: int = 0  # 0 = all; else a random subset drawn with the run's seed
+    eval_batch_size: int = 128
+    group_by_length: bool = True
+    max_grad_norm: float = 1.0  # 0 = no clipping
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs > 0,
+            "max_length": self.max_length >= 4,
+            "warmup_fraction": 0 <= self.warmup_fraction < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "layer_decay": 0 < self.layer_decay <= 1,
+            "dropout": 0 <= self.dropout < 1,
+            "adam_eps": self.adam_eps > 0,
+            "max_train_examples": self.max_train_examples >= 0,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "max_grad_norm": self.max_grad_norm >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"fine-tuning setting {key} = {getattr(self, key)!r} is out of range")
+
+    def for_task(self, task: Task, **explicit: Any) -> FinetuneConfig:
+        """This config with the task's protocol overrides (RTE/STS-B: 10 epochs), then `explicit`."""
+        return dataclasses.replace(self, **{**task.spec.finetune_overrides, **explicit})
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict[str, float]  # spec.reported_metrics: every eval split, suffixed (MNLI: *_mismatched)
+    headline: str
+    steps: int
+    train_examples: int
+    train_wall_s: float
+    eval_wall_s: float
+    cls_cosine: float
+    warnings: list[str] = field(default_factory=list)
+    data_wall_s: float = 0.0  # loading + tokenizing train and eval splits
+
+
+class ClsClassifier(nn.Module):
+    """encoder -> hidden state at position 0 ([CLS]) -> dropout -> linear. No pooler."""
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        nn.init.trunc_normal_(self.classifier.weight, std=std, a=-2 * std, b=2 * std)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self.classifier(self.dropout(hidden[:, 0]))
+
+
+def load_encoder(
+    source: str | Path, *, dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(encoder without pooler, tokenizer) from a save_pretrained folder or a cached hub id.
+
+    `dropout`, when given, sets the encoder's hidden and attention dropout.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = Path(source).expanduser()
+    local = path.is_dir()
+    name = str(path) if local else str(source)
+    if local and not (path / "config.json").is_file():
+        raise DataError(f"encoder folder {path} has no config.json: save the encoder with save_pretrained(folder)")
+    try:
+        config = AutoConfig.from_pretrained(name)
+        if dropout is not None:
+            for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+                if hasattr(config, attr):
+                    setattr(config, attr, dropout)
+        model = AutoModel.from_pretrained(name, config=config)
+    except (OSError, ValueError) as e:
+        where = f"the folder {path}" if local else f"{name!r} (not a local folder, and not in the hub cache)"
+        raise DataError(
+            f"cannot load an encoder from {where}: {str(e).splitlines()[0].rstrip('.')}. Pass a folder written by "
+            f"save_pretrained, or a hub id downloaded once on a machine with hub access (it is then read "
+            f"offline from the cache, HF_HOME)."
+        ) from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise DataError(
+            f"encoder {name}: no tokenizer ({str(e).splitlines()[0]}); save it next to the model with "
+            f"tokenizer.save_pretrained(folder)"
+        ) from e
+    # BertModel carries a tanh pooler that ELECTRA lacks; the shared head never uses it.
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return model, tokenizer
+
+
+def layerwise_param_groups(
+    model: ClsClassifier, lr: float, layer_decay: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW groups as in ELECTRA's `_get_layer_lrs`, L layers, depth d -> lr * decay^(L + 2 - d).
+
+    Depth 0: embeddings (and embeddings_project); layer i (0-based): i + 1; the head: L + 2,
+    so the head gets the full lr, the top layer lr * decay^2 and embeddings lr * decay^(L + 2).
+    """
+    n_layers = model.encoder.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = _depth(name, n_layers)
+        decay = not any(key in name for key in NO_DECAY)
+        group = groups.setdefault(
+            (depth, decay),
+            {
+                "params": [],
+                "param_names": [],
+                "lr": lr * layer_decay ** (n_layers + 2 - depth),
+                "weight_decay": weight_decay if decay else 0.0,
+                "depth": depth,
+            },
+        )
+        group["params"].append(param)
+        group["param_names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _depth(name: str, n_layers: int) -> int:
+    if not name.startswith("encoder."):
+        return n_layers + 2  # the task head
+    inner = name[len("encoder.") :]
+    if inner.startswith("embeddings"):  # embeddings.* and ELECTRA's embeddings_project.*
+        return 0
+    match = re.search(r"(?:^|\.)layers?\.(\d+)\.", inner)
+    if match:
+        return int(match.group(1)) + 1
+    return n_layers  # anything else in the encoder (e.g. a final norm) goes with the top layer
+
+
+def linear_schedule(warmup_steps: float, total_steps: int) -> Callable[[int], float]:
+    """ELECTRA's factor: linear decay to 0 at total_steps, times a linear warm-up ramp."""
+
+    def factor(step: int) -> float:
+        ramp = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+        return ramp * max(0.0, 1.0 - step / total_steps)
+
+    return factor
+
+
+class LengthGroupedBatches:
+    """A batch sampler yielding `num_batches` batches of indices, over as many epochs as needed.
+
+    shuffle + group_by_length: each epoch, shuffle, cut into chunks of `chunk_batches` batches,
+    sort each chunk by length, cut into batches and shuffle the batches (little padding, still
+    random). shuffle only: random batches. Neither: batches of sorted lengths (evaluation).
+    Each epoch's order depends only on (seed, epoch), so runs are reproducible.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        num_batches: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        group_by_length: bool = True,
+        chunk_batches: int = 50,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.drop_last = False
+        self.per_epoch = math.ceil(len(self.lengths) / batch_size)
+        self.num_batches = self.per_epoch if num_batches is None else num_batches
+        self.seed = seed
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.chunk = chunk_batches * batch_size
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        done, epoch = 0, 0
+        while done < self.num_batches:
+            for batch in self.epoch_batches(epoch):
+                if done == self.num_batches:
+                    return
+                yield batch
+                done += 1
+            epoch += 1
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        bs = self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable") if self.group_by_length else np.arange(len(self.lengths))
+            return [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        if not self.group_by_length:
+            return [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+        batches = []
+        for start in range(0, len(order), self.chunk):
+            chunk = order[start : start + self.chunk]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Pads a list of encoded examples to the longest in the batch."""
+
+    pad_id: int
+    regression: bool
+    token_types: bool
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(e["input_ids"]) for e in examples)
+        input_ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        token_type_ids = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            input_ids[row, :n] = torch.tensor(e["input_ids"])
+            attention_mask[row, :n] = 1
+            if self.token_types and "token_type_ids" in e:
+                token_type_ids[row, :n] = torch.tensor(e["token_type_ids"])
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.token_types:
+            batch["token_type_ids"] = token_type_ids
+        label_dtype = torch.float32 if self.regression else torch.long
+        batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=label_dtype)
+        return batch
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase, ds: datasets.Dataset, text_fields: Sequence[str], max_length: int
+) -> list[dict[str, Any]]:
+    """Tokenize (single texts or (a, b) pairs), truncated to max_length, unpadded."""
+    # [:] turns datasets' lazy Column into a list in one arrow read (indexing it row by row is slow)
+    first = ds[text_fields[0]][:]
+    second = ds[text_fields[1]][:] if len(text_fields) > 1 else None
+    labels = ds["label"][:]
+    out: list[dict[str, Any]] = []
+    step = 4096
+    for start in range(0, len(first), step):
+        enc = tokenizer(
+            first[start : start + step],
+            second[start : start + step] if second is not None else None,
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+        )
+        types = enc.get("token_type_ids")
+        for i, ids in enumerate(enc["input_ids"]):
+            example = {"input_ids": ids, "label": labels[start + i]}
+            if types is not None:
+                example["token_type_ids"] = types[i]
+            out.append(example)
+    return out
+
+
+@torch.inference_mode()
+def cls_cosine(encoder: PreTrainedModel, batch: dict[str, torch.Tensor]) -> float:
+    """Mean pairwise cosine similarity of the encoder's [CLS] outputs over a batch (1.0 = collapsed)."""
+    was_training = encoder.training
+    encoder.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    cls = encoder(**inputs).last_hidden_state[:, 0].double()  # 1 - cosine can be ~1e-6
+    encoder.train(was_training)
+    n = cls.shape[0]
+    if n < 2:
+        return float("nan")
+    if torch.equal(cls, cls[:1].expand_as(cls)):
+        return 1.0  # identical, even if all zero (where cosine is undefined)
+    unit = F.normalize(cls, dim=-1)
+    sim = unit @ unit.T
+    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+
+
+def random_init_cls_cosine(config: Any, batch: dict[str, torch.Tensor], seed: int) -> float:
+    """cls_cosine of a freshly initialised encoder of the same config (the untrained reference)."""
+    from transformers import AutoModel
+
+    with torch.random.fork_rng(devices=[]):  # leave the run's random stream untouched
+        torch.manual_seed(seed)
+        reference = AutoModel.from_config(config)
+    return cls_cosine(reference, {k: v.cpu() for k, v in batch.items()})
+
+
+def is_collapsed(cosine: float, reference: float) -> bool:
+    """True when [CLS] barely varies: cosine > 0.99 and 1 - cosine < 0.25 x the random init's."""
+    return cosine > COLLAPSE_COSINE and (1 - cosine) < COLLAPSE_RATIO * (1 - reference)
+
+
+def finetune(
+    source: str | Path,
+    task: Task,
+    cfg: FinetuneConfig,
+    *,
+    seed: int,
+    data_dir: Path | None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    accelerator: Accelerator | None = None,
+    mixed_precision: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune `source` on `task` with `cfg` and evaluate on every split of spec.eval_splits.
+
+    `accelerator`: reuse one (its object lists then keep this run's model until its owner frees
+    them); otherwise one is made for this call (`mixed_precision` None = accelerate's default or
+    whatever an earlier Accelerator in this process chose).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    own_accelerator = accelerator is None
+    if accelerator is None:
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    spec = task.spec
+    warnings: list[str] = []
+    set_seed(seed)  # python random, numpy, torch (and CUDA)
+
+    # --- data ---
+    t0 = time.perf_counter()
+    _warm_metric_import()
+    encoder, tokenizer = load_encoder(source, dropout=cfg.dropout)
+    max_positions = getattr(encoder.config, "max_position_embeddings", None)
+    if max_positions is not None and cfg.max_length > max_positions:
+        raise ConfigError(
+            f"fine-tuning max_length = {cfg.max_length} exceeds the encoder's max_position_embeddings ({max_positions})"
+        )
+    train_ds = task.load("train", data_dir)
+    if cfg.max_train_examples and cfg.max_train_examples < len(train_ds):
+        rng = np.random.default_rng(seed)
+        train_ds = train_ds.select(np.sort(rng.choice(len(train_ds), cfg.max_train_examples, replace=False)))
+    if len(train_ds) == 0:
+        raise DataError(f"task {spec.name!r}: the train split is empty")
+    eval_sets = {split: task.load(split, data_dir) for split in spec.eval_splits}
+    train_enc = encode(tokenizer, train_ds, spec.text_fields, cfg.max_length)
+    eval_enc = {split: encode(tokenizer, ds, spec.text_fields, cfg.max_length) for split, ds in eval_sets.items()}
+    data_wall_s = time.perf_counter() - t0
+
+    # --- model, optimizer, batches ---
+    token_types = getattr(encoder.config, "type_vocab_size", 0) >= 2
+    collate = Collator(tokenizer.pad_token_id or 0, spec.is_regression, token_types)
+    model = ClsClassifier(encoder, spec.num_labels, cfg.dropout)
+    groups = layerwise_param_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=cfg.adam_eps)
+    planned = max(1, math.ceil(cfg.epochs * math.ceil(len(train_enc) / cfg.batch_size)))
+    train_batches = LengthGroupedBatches(
+        [len(e["input_ids"]) for e in train_enc],
+        cfg.batch_size,
+        num_batches=planned,
+        seed=seed,
+        group_by_length=cfg.group_by_length,
+    )
+    train_loader = torch.utils.data.DataLoader(train_enc, batch_sampler=train_batches, collate_fn=collate)
+    eval_loaders = [
+        torch.utils.data.DataLoader(
+            enc,
+            batch_sampler=LengthGroupedBatches([len(e["input_ids"]) for e in enc], cfg.eval_batch_size, shuffle=False),
+            collate_fn=collate,
+        )
+        for enc in eval_enc.values()
+    ]
+    model, optimizer, train_loader, *eval_loaders = accelerator.prepare(model, optimizer, train_loader, *eval_loaders)
+    steps = len(train_loader)  # per process, after sharding
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+        linear_schedule(cfg.warmup_fraction * steps, steps),
+    )
+
+    # --- collapse probe: do [CLS] vectors vary across inputs? ---
+    probe_source = next(iter(eval_enc.values()))[:CLS_PROBE_EXAMPLES]
+    probe = {k: v.to(accelerator.device) for k, v in collate(probe_source).items()}
+    with accelerator.autocast():
+        cosine = cls_cosine(accelerator.unwrap_model(model).encoder, probe)
+    if cosine > COLLAPSE_COSINE:
+        reference = random_init_cls_cosine(encoder.config, probe, seed)
+        if is_collapsed(cosine, reference):
+            warnings.append(
+                f"{COLLAPSE_WARNING} (mean pairwise [CLS] cosine {cosine:.6f}; a random init of the same "
+                f"shape: {reference:.6f})"
+            )
+
+    # --- train ---
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(
+        total=steps,
+        desc=f"fine-tune {spec.name} seed {seed}",
+        unit="step",
+        disable=not progress or not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
+    smoothed = None
+    for step, batch in enumerate(train_loader, start=1):
+        labels = batch.pop("labels")
+        logits = model(**batch).float()
+        if spec.is_regression:
+            loss = F.mse_loss(logits.squeeze(-1), labels)
+        else:
+            loss = F.cross_entropy(logits, labels)
+        accelerator.backward(loss)
+        if cfg.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = loss.item()
+        if not math.isfinite(value):
+            warnings.append(f"fine-tuning loss became {value} at step {step}; training stopped there")
+            break
+        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
+        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, value)
+    bar.close()
+    train_wall_s = time.perf_counter() - t0
+
+    # --- evaluate ---
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
+    for (split, suffix), loader in zip(spec.eval_splits.items(), eval_loaders):
+        predictions, references = _predict(model, loader, spec.is_regression, accelerator)
+        for name, value in task.compute_metrics(predictions, references).items():
+            metrics[name + suffix] = float(value)
+    eval_wall_s = time.perf_counter() - t0
+
+    if own_accelerator:
+        accelerator.free_memory()  # drop the references prepare() kept, so runs do not pile up
+    return FinetuneResult(
+        metrics=metrics,
+        headline=spec.headline,
+        steps=steps,
+        train_examples=len(train_enc),
+        train_wall_s=train_wall_s,
+        eval_wall_s=eval_wall_s,
+        cls_cosine=cosine,
+        warnings=warnings,
+        data_wall_s=data_wall_s,
+    )
+
+
+@torch.inference_mode()
+def _predict(model: nn.Module, loader: Any, regression: bool, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    predictions, references = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        logits = model(**batch).float()
+        pred = logits.squeeze(-1) if regression else logits.argmax(-1)
+        pred, labels = accelerator.gather_for_metrics((pred, labels))
+        predictions.append(pred.cpu().numpy())
+        references.append(labels.cpu().numpy())
+    model.train()
+    return np.concatenate(predictions), np.concatenate(references)
+
+
+def _warm_metric_import() -> None:
+    # `evaluate` takes seconds to import; do it here so eval_wall_s measures evaluation.
+    try:
+        importlib.import_module("evaluate")
+    except ImportError:
+        pass
