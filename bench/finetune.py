@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.errors import ConfigError, DataError
+from bench.schedule import linear_schedule
 from bench.task import Task
 
 if TYPE_CHECKING:
@@ -201,16 +202,6 @@ def _depth(name: str, n_layers: int) -> int:
     if match:
         return int(match.group(1)) + 1
     return n_layers  # anything else in the encoder (e.g. a final norm) goes with the top layer
-
-
-def linear_schedule(warmup_steps: float, total_steps: int) -> Callable[[int], float]:
-    """ELECTRA's factor: linear decay to 0 at total_steps, times a linear warm-up ramp."""
-
-    def factor(step: int) -> float:
-        ramp = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
-        return ramp * max(0.0, 1.0 - step / total_steps)
-
-    return factor
 
 
 class LengthGroupedBatches:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from bench.backend import CONVENTIONS, Backend
+from bench.schedule import linear_schedule
 from bench.store import Metric
 
 
@@ -39,10 +40,12 @@ class PretrainPlan:
     convention: str
     batch_size: int
     seq_len: int
-    steps: int
+    steps: int  # for a time budget: 0, the loop runs until `time_budget_s` has passed
     warmup_steps: int
     flops_per_step: dict[str, float]  # convention -> analytic FLOPs of one optimiser step
     checkpoint_steps: dict[float, int]  # budget fraction -> step after which the encoder is saved
+    time_budget_s: float | None = None  # matched wall-clock instead of matched FLOPs
+    warmup_fraction: float = 0.0
 
     def flops_at(self, step: int, convention: str | None = None) -> float:
         return step * self.flops_per_step[convention or self.convention]
@@ -56,10 +59,16 @@ def steps_for_budget(budget_flops: float, flops_per_step: float) -> int:
 
 
 def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, batch_size: int, seq_len: int,
-                     warmup_fraction: float, checkpoint_fractions: tuple[float, ...] = (1.0,)) -> PretrainPlan:
+                     warmup_fraction: float, checkpoint_fractions: tuple[float, ...] = (1.0,),
+                     time_budget_s: float | None = None) -> PretrainPlan:
     per_step = {c: backend.flops_per_step(batch_size, seq_len, c).total for c in CONVENTIONS}
-    steps = steps_for_budget(budget_flops, per_step[convention])
     fractions = sorted(set(checkpoint_fractions) | {1.0})
+    if time_budget_s is not None:  # matched time: steps follow from speed; checkpoints from the clock
+        return PretrainPlan(budget_flops=0.0, convention=convention, batch_size=batch_size, seq_len=seq_len,
+                            steps=0, warmup_steps=0, flops_per_step=per_step,
+                            checkpoint_steps={f: 0 for f in fractions}, time_budget_s=time_budget_s,
+                            warmup_fraction=warmup_fraction)
+    steps = steps_for_budget(budget_flops, per_step[convention])
     return PretrainPlan(
         budget_flops=budget_flops,
         convention=convention,
@@ -69,6 +78,7 @@ def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, 
         warmup_steps=int(round(warmup_fraction * steps)),
         flops_per_step=per_step,
         checkpoint_steps={f: steps_for_budget(f * budget_flops, per_step[convention]) for f in fractions},
+        warmup_fraction=warmup_fraction,
     )
 
 
@@ -84,6 +94,7 @@ class PretrainResult:
     checkpoints: dict[float, Path] = field(default_factory=dict)
     checkpoint_points: dict[float, tuple[int, float]] = field(default_factory=dict)  # fraction -> (step, FLOPs)
     peak_memory_mb: float = 0.0
+    mfu: float | None = None  # model-FLOPs utilisation on a GPU with a known peak
 
     def metrics(self) -> list[Metric]:
         """Final values (step None) then the logged series, ready for the store."""
@@ -95,6 +106,8 @@ class PretrainResult:
             Metric("achieved_flops_per_s", self.flops["executed"] / self.wall_s if self.wall_s > 0 else 0.0),
             Metric("peak_memory_mb", self.peak_memory_mb),
         ]
+        if self.mfu is not None:
+            out.append(Metric("mfu", self.mfu))
         out += [Metric(f"flops_{c}", v) for c, v in self.flops.items()]
         out += [Metric(f"final_{k}", v) for k, v in self.final.items()]
         out += [Metric("checkpoint", f, step=s, flops=fl) for f, (s, fl) in sorted(self.checkpoint_points.items())]
@@ -110,17 +123,6 @@ def make_optimizer(model: torch.nn.Module, opt: OptimSettings) -> torch.optim.Op
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999))
-
-
-def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """Linear warm-up to the peak, then linear decay to zero at the planned last step."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
 
 
 def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: OptimSettings, *, pad_id: int,
@@ -146,25 +148,33 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     loader = DataLoader(TensorDataset(blocks), batch_size=plan.batch_size // world, drop_last=True,
                         sampler=RandomSampler(blocks, generator=sampler_gen))
     optimizer = make_optimizer(backend, opt)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(plan.warmup_steps, plan.steps))
-    model, optimizer, loader, scheduler = accelerator.prepare(backend, optimizer, loader, scheduler)
+    model, optimizer, loader = accelerator.prepare(backend, optimizer, loader)
     model.train()
+    timed = plan.time_budget_s is not None
+    # One schedule for both budgets: in steps for FLOPs, in seconds for wall-clock.
+    total = plan.time_budget_s if timed else plan.steps
+    schedule = linear_schedule(plan.warmup_fraction * total, total)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     series: list[Metric] = []
     window: dict[str, list[float]] = {}
     final: dict[str, float] = {}
     checkpoints: dict[float, Path] = {}
-    save_at: dict[int, list[float]] = {}
-    for f, s in plan.checkpoint_steps.items():  # with few steps, several fractions share one step
-        save_at.setdefault(s, []).append(f)
-    bar = tqdm(total=plan.steps, desc=label, unit="step", disable=not progress or not accelerator.is_main_process,
-               dynamic_ncols=True)
+    points: dict[float, tuple[int, float]] = {}
+    pending = sorted(plan.checkpoint_steps.items(), key=lambda kv: (kv[1], kv[0]))  # (fraction, step)
+    bar = tqdm(total=int(total), desc=label, unit="s" if timed else "step", dynamic_ncols=True,
+               disable=not progress or not accelerator.is_main_process)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    step, tokens = 0, 0
+    step, tokens, lr = 0, 0, 0.0
     start = time.perf_counter()
-    while step < plan.steps:
+    done = False
+    while not done:
         for (batch_ids,) in loader:
+            elapsed = time.perf_counter() - start
+            factor = schedule(elapsed if timed else step + 0.5)  # mid-step: neither end wastes a step at lr 0
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr = base * factor
             input_ids = batch_ids.long()
             batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long()}
             with accelerator.autocast():
@@ -173,29 +183,36 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             if opt.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
             optimizer.step()
-            scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens += int(batch["attention_mask"].sum()) * world
+            elapsed = time.perf_counter() - start
+            done = elapsed >= plan.time_budget_s if timed else step >= plan.steps
+            if timed and world > 1:  # every rank must stop at the same step
+                flag = torch.tensor(float(done), device=accelerator.device)
+                done = bool(accelerator.reduce(flag, reduction="max").item())
             for k, v in out.metrics.items():
                 window.setdefault(k, []).append(float(v))
-            if step % log_every == 0 or step == plan.steps:
-                wall = time.perf_counter() - start
+            if step % log_every == 0 or done:
                 final = {k: sum(v) / len(v) for k, v in window.items()}
-                final["lr"] = scheduler.get_last_lr()[0]
+                final["lr"] = lr
                 window = {}
                 for k, v in final.items():
-                    series.append(Metric(k, v, step=step, flops=plan.flops_at(step), wall_s=wall))
+                    series.append(Metric(k, v, step=step, flops=plan.flops_at(step), wall_s=elapsed))
                 bar.set_postfix({k: f"{final[k]:.3f}" for k in list(final)[:3]})
-            bar.update(1)
-            if step in save_at and accelerator.is_main_process:
-                for frac in save_at[step]:
+            bar.update(int(elapsed) - bar.n if timed else 1)
+            # Save every checkpoint whose share of the budget (FLOPs or time) is now spent.
+            while pending and (done or (elapsed >= pending[0][0] * total if timed else step >= pending[0][1])):
+                frac, _ = pending.pop(0)
+                points[frac] = (step, plan.flops_at(step))
+                if accelerator.is_main_process:
                     checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), out_dir / f"ckpt-{frac:g}", save)
             accelerator.wait_for_everyone()
-            if step >= plan.steps:
+            if done:
                 break
     wall = time.perf_counter() - start
     bar.close()
+    achieved = plan.flops_at(step, "executed") / wall if wall > 0 else 0.0
     return PretrainResult(
         steps=step,
         wall_s=wall,
@@ -205,8 +222,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         final=final,
         series=series,
         checkpoints=checkpoints,
-        checkpoint_points={f: (s, plan.flops_at(s)) for f, s in plan.checkpoint_steps.items() if s <= step},
+        checkpoint_points=points,
         peak_memory_mb=_peak_memory_mb(),
+        mfu=_mfu(achieved, mixed),
     )
 
 
@@ -233,3 +251,13 @@ def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _mfu(achieved_flops_per_s: float, mixed: str) -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    from bench.hardware import peak_flops
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    peak = peak_flops(torch.cuda.get_device_name(0), "bf16" if mixed == "bf16" else ("tf32" if tf32 else "fp32"))
+    return achieved_flops_per_s / peak if peak else None

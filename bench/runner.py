@@ -162,7 +162,8 @@ class Runner:
             backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
-        self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=pt.budget.value)
+        flops_budget = None if pt.budget.is_time else pt.budget.value
+        self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=flops_budget)
         out_dir = self.run_dir(pt.id)
 
         def save(encoder: torch.nn.Module, target: Path) -> None:
@@ -176,9 +177,10 @@ class Runner:
                               + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             self.summary.pretrained += 1
             return
-        plan = plan_pretraining(backend, budget_flops=pt.budget.value, convention=pt.convention,
+        plan = plan_pretraining(backend, budget_flops=flops_budget or 0.0, convention=pt.convention,
                                 batch_size=pt.batch_size, seq_len=pt.seq_len, warmup_fraction=pt.warmup_fraction,
-                                checkpoint_fractions=pt.checkpoint_fractions)
+                                checkpoint_fractions=pt.checkpoint_fractions,
+                                time_budget_s=pt.budget.value if pt.budget.is_time else None)
         opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
                             max_grad_norm=pt.max_grad_norm, warmup_fraction=pt.warmup_fraction)
         blocks = load_blocks(data)
@@ -188,7 +190,7 @@ class Runner:
         metrics = result.metrics() + [
             Metric("data_wall_s", data_wall),
             Metric("planned_steps", plan.steps),
-            Metric("budget_flops", pt.budget.value),
+            Metric("budget_s" if pt.budget.is_time else "budget_flops", pt.budget.value),
             Metric("params", sum(p.numel() for p in backend.parameters())),
             Metric("encoder_params", sum(p.numel() for p in backend.encoder().parameters())),
         ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
@@ -201,7 +203,8 @@ class Runner:
         task = TASKS.get(ft.task)
         cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
         self._start(ft.id, "finetune", ft.model, ft.spec(), task=ft.task, size=ft.size,
-                    budget=parent.budget.value * ft.fraction, seed=ft.seed, parent_id=parent.id)
+                    budget=None if parent.budget.is_time else parent.budget.value * ft.fraction, seed=ft.seed,
+                    parent_id=parent.id)
         result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
                           data_dir=self.exp.data_dir, progress=self.progress)
         for w in result.warnings:

@@ -100,18 +100,26 @@ def sample_mask_positions(
     attention_mask: torch.Tensor,
     special_ids: tuple[int, ...],
     n_pred: int,
+    *,
+    mask_prob: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Choose exactly `n_pred` distinct positions per row, uniformly among candidates.
+    """Choose `n_pred` distinct slots per row, uniformly among candidates; with `mask_prob`, only
+    round(mask_prob x the row's candidates) of them (at least 1, at most n_pred) are masked.
 
-    Returns (positions [B, n_pred] long, weights [B, n_pred] float). A row with fewer
-    candidates fills its extra slots with non-candidate positions of weight 0, so the shapes
-    (and the FLOPs) never depend on the data.
+    Returns (positions [B, n_pred] long, weights [B, n_pred] float; 1 = masked). Unused slots get
+    weight 0 and stay unchanged, so the shapes (and the FLOPs) never depend on the data while a
+    padded row still has 15% of its own tokens masked, as in the original ELECTRA code.
     """
     cand = candidate_mask(input_ids, attention_mask, special_ids)
     # random scores in [0, 1) for candidates, -1 for the rest: top-k picks candidates first
     scores = torch.rand(input_ids.shape, device=input_ids.device).masked_fill(~cand, -1.0)
     positions = scores.topk(n_pred, dim=1).indices
     weights = cand.gather(1, positions).float()
+    if mask_prob is not None:
+        n_cand = cand.sum(dim=1, keepdim=True).float()
+        k = torch.round(mask_prob * n_cand).clamp(min=1, max=n_pred)
+        slot = torch.arange(n_pred, device=input_ids.device).unsqueeze(0)
+        weights = weights * (slot < k).float()  # top-k is sorted: the first k slots are the masked ones
     return positions, weights
 
 

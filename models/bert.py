@@ -45,7 +45,9 @@ class BertBackend(Backend):
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         n_pred = n_predictions(input_ids.size(1), self.mask_prob)
-        positions, weights = sample_mask_positions(input_ids, attention_mask, self.tokens.special_ids, n_pred)
+        positions, weights = sample_mask_positions(
+            input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob
+        )
         masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=RANDOM_FRAC)
         hidden = self.encoder_model(input_ids=masked, attention_mask=attention_mask).last_hidden_state
         logits = self.mlm_head(gather_positions(hidden, positions))  # masked rows only

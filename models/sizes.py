@@ -53,8 +53,8 @@ SIZES: dict[str, SizePreset] = {
             hidden=128, layers=4, heads=2, ffn=512, embedding=128,
             gen_hidden=32, gen_heads=1, gen_ffn=128,
             vocab_size=8192,
-            pretrain_batch=32, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=3e13,
-            finetune_lr=3e-4, finetune_epochs=1, finetune_max_length=64, finetune_max_train=0, seeds=3,
+            pretrain_batch=32, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=1.5e13,
+            finetune_lr=1e-3, finetune_epochs=1, finetune_max_length=64, finetune_max_train=20000, seeds=3,
         ),
         SizePreset(
             name="small",

@@ -4,7 +4,7 @@ import pytest
 
 from bench.budget import parse_budget
 from bench.errors import ConfigError
-from bench.pretrain import linear_schedule, steps_for_budget
+from bench.pretrain import steps_for_budget
 
 
 @pytest.mark.parametrize("budget,per_step,steps", [(100.0, 10.0, 10), (101.0, 10.0, 11), (99.0, 10.0, 10),
@@ -13,12 +13,6 @@ def test_steps_for_budget_is_fewest_steps_reaching_it(budget, per_step, steps):
     n = steps_for_budget(budget, per_step)
     assert n == steps
     assert n * per_step >= budget - 1e-6 and (n - 1) * per_step < budget  # within one step of the budget
-
-
-def test_schedule_warms_up_then_decays_to_zero_at_the_planned_end():
-    f = linear_schedule(warmup_steps=10, total_steps=100)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == 0.0
 
 
 def test_parse_budget_forms():

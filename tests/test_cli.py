@@ -96,3 +96,37 @@ def test_flops_json_has_total(model, tmp_path, monkeypatch):
                tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["total"] > 0
+
+
+def test_time_budget_matches_wall_clock_and_records_flops(micro_project, monkeypatch):
+    r = invoke(["run", "--quiet", "--models", "bert", "--control", "none", "--budget", "2s", "--seeds", "1"],
+               micro_project, monkeypatch)
+    assert r.exit_code == 0, r.output
+    con = sqlite3.connect(micro_project / "results" / "bench.db")
+    (run_id, budget, spec), = con.execute("SELECT id, budget, spec FROM runs WHERE kind='pretrain'").fetchall()
+    assert budget is None and json.loads(spec)["budget"] == {"kind": "time", "value": 2.0, "text": "2s"}
+    m = dict(con.execute("SELECT name, value FROM metrics WHERE run_id=? AND step IS NULL", (run_id,)).fetchall())
+    assert m["wall_s"] >= 2.0 and m["steps"] >= 1 and m["budget_s"] == 2.0
+    assert m["flops_paper"] == pytest.approx(m["steps"] * m["flops_per_step_paper"])
+    saved = sorted(p.name for p in (micro_project / "results" / "runs" / run_id).iterdir())
+    assert saved == ["ckpt-0.0625", "ckpt-0.125", "ckpt-0.25", "ckpt-0.5", "ckpt-1"]
+
+
+def test_path_checkpoint_and_own_pretraining_in_one_table(micro_project, monkeypatch):
+    r = invoke(["run", "--quiet", "--models", "bert", "--control", "none", "--seeds", "1"], micro_project, monkeypatch)
+    assert r.exit_code == 0, r.output
+    ckpt = next((micro_project / "results" / "runs").glob("pt-*/ckpt-1"))
+    r = invoke(["run", "--quiet", "--models", f"bert,path:{ckpt}", "--control", "none", "--seeds", "1"],
+               micro_project, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert "1 fine-tuned, 1 already in the store" in r.output or "1 fine-tuned, 2 already" in r.output
+    rows = {row["model"]: row for row in csv.DictReader(io.StringIO(
+        invoke(["report", "--format", "csv"], micro_project, monkeypatch).output))}
+    assert set(rows) == {"bert", f"path:{ckpt}"}
+    # the same encoder through both paths, fine-tuned with the same seed: the same score
+    assert rows["bert"]["score_median"] == rows[f"path:{ckpt}"]["score_median"]
+
+
+def test_missing_path_checkpoint_is_a_clear_error(micro_project, monkeypatch):
+    r = invoke(["run", "--quiet", "--models", "path:/no/such/dir", "--control", "none"], micro_project, monkeypatch)
+    assert r.exit_code != 0 and "/no/such/dir" in r.output

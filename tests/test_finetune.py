@@ -19,7 +19,6 @@ from bench.finetune import (
     finetune,
     is_collapsed,
     layerwise_param_groups,
-    linear_schedule,
     load_encoder,
 )
 from tasks.glue import GLUE_TASKS
@@ -139,7 +138,9 @@ def test_head_is_cls_dropout_linear_without_pooler(tmp_path):
 
 
 def test_schedule_warms_up_then_decays_to_zero():
-    f = linear_schedule(warmup_steps=10, total_steps=100)
+    from bench.schedule import linear_schedule
+
+    f = linear_schedule(warmup=10, total=100)
     assert [f(0), f(5), f(10), f(55), f(100)] == pytest.approx([0.0, 0.5 * 0.95, 0.9, 0.45, 0.0])
     assert linear_schedule(0, 10)(0) == 1.0
 

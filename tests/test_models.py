@@ -318,3 +318,20 @@ def test_encoder_saves_and_loads_offline(cls, tmp_path, monkeypatch):
         b = base(**batch).last_hidden_state
     assert torch.allclose(a, b, atol=1e-5)
     assert clf(**batch).logits.shape == (2, 2)
+
+
+def test_mask_count_is_fifteen_percent_of_each_rows_own_tokens():
+    """A padded row gets 15% of ITS tokens masked, not the full row's slot count."""
+    ids = torch.randint(10, 200, (3, 128))
+    am = torch.ones_like(ids)
+    am[1, 42:] = 0  # 40 candidates after [CLS]/[SEP]
+    am[2, 6:] = 0  # 4 candidates: at least one is still masked
+    ids[:, 0], ids[:, -1] = TOK.cls_id, TOK.sep_id
+    ids[1, 41], ids[2, 5] = TOK.sep_id, TOK.sep_id
+    ids = ids.masked_fill(am == 0, TOK.pad_id)
+    ids[:, -1] = torch.where(am[:, -1] > 0, TOK.sep_id, TOK.pad_id)
+    n = C.n_predictions(128, 0.15)
+    pos, w = C.sample_mask_positions(ids, am, TOK.special_ids, n, mask_prob=0.15)
+    assert pos.shape == (3, n)
+    assert w.sum(1).tolist() == [19.0, 6.0, 1.0]  # round(.15*126)=19, round(.15*40)=6, max(1, round(.6))
+    assert am.gather(1, pos)[w > 0].all()
