@@ -120,31 +120,60 @@ def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
 
 @main.command()
 @click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "latex", "json"]), default="md",
+              show_default=True, help="md: comparison table, leaderboard and claim sentences (terminal); html: one "
+              "self-contained file with plots embedded; latex: the tables and claims; csv/json: the comparison rows "
+              "at full precision (one per model, size, task and pretraining-FLOPs point).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
+              help="Also write the plots (score vs FLOPs, pretraining loss vs FLOPs, final scores) as PNG and SVG "
+              "into this folder. The html format embeds them either way.")
 @click.option("--task", multiple=True, help="Only these tasks (repeatable).")
 @click.option("--model", multiple=True, help="Only these models (repeatable).")
 @click.option("--size", multiple=True, help="Only these size presets (repeatable).")
-@click.option("--budget", multiple=True, type=float, help="Only runs with this FLOP budget (repeatable).")
+@click.option("--budget", multiple=True, type=float, help="Only runs with this FLOP budget (repeatable); the "
+              "no-pretraining control is kept, as it is every budget's baseline.")
+@click.option("--control", default="auto", show_default=True, help="The no-pretraining control to compare against "
+              "(auto: the store's model that does not pretrain, e.g. scratch; none: no control claims).")
 @_friendly
-def report(results: str, fmt: str, out: str | None, task: tuple[str, ...], model: tuple[str, ...],
-           size: tuple[str, ...], budget: tuple[float, ...]) -> None:
-    """Print the comparison table from the results store alone (nothing is recomputed)."""
+def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task: tuple[str, ...],
+           model: tuple[str, ...], size: tuple[str, ...], budget: tuple[float, ...], control: str) -> None:
+    """Tables, claims and plots from the results store alone (nothing is recomputed).
+
+    \b
+    bench report                                     comparison table, leaderboard, claims
+    bench report --format html --out results/report.html
+    bench report --format csv --task sst2 > sst2.csv
+    bench report --plots results/plots               also PNG + SVG figures
+
+    Claims compare every pair of models on the same task and size at the same FLOP budget
+    (and each against the no-pretraining control): the median-score gap with a 95% bootstrap
+    interval over fine-tuning seeds and, with curves (`bench run --curve`), the compute each
+    needs to reach the other's best score.
+    """
     from bench.errors import BenchError as _BE
-    from bench.report import comparison_table, render, verdict_lines
+    from bench.report import build_report, render_report
     from bench.runner import DB_NAME
     from bench.store import Store
 
     db = Path(results) / DB_NAME
     if not db.exists():
         raise _BE(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
+    ctrl = None if control.lower() in ("none", "") else control
     with Store(db) as store:
-        df = comparison_table(store, tasks=task or None, models=model or None, sizes=size or None,
-                              budgets=budget or None)
-    text = render(df, fmt)
-    if fmt == "md":
-        text += "\n" + "\n".join(verdict_lines(df, "scratch"))
+        rep = build_report(store, tasks=task or None, models=model or None, sizes=size or None,
+                           budgets=budget or None, control=ctrl)
+    images = []
+    if fmt == "html" or plots_dir:
+        from bench.plots import report_plots, write_plots
+
+        images = report_plots(rep)
+        if plots_dir:
+            written = write_plots(images, plots_dir)
+            click.echo(f"wrote {len(written)} plot files to {plots_dir}", err=True)
+    text = render_report(rep, fmt, images=images)
     if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         click.echo(f"wrote {out}", err=True)
     else:

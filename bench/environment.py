@@ -13,6 +13,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("bench", "models", "tasks")
+# Modules that only present stored results: changing them cannot change a number, so they stay
+# out of the code version and a report change never invalidates finished runs.
+PRESENTATION = {"bench/cli.py", "bench/report.py", "bench/stats.py", "bench/plots.py", "bench/html_report.py"}
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")
 
 
@@ -20,13 +23,16 @@ PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "ev
 def code_version() -> str:
     """A hash of the harness's own source (bench/, models/, tasks/): part of every run id.
 
-    Content, not the git commit, so that editing the README does not invalidate results,
-    while any change to code that could change a number does.
+    Content, not the git commit, so that editing the README or a report does not invalidate
+    results, while any change to code that could change a number does.
     """
     h = hashlib.sha256()
     for pkg in SOURCE_PACKAGES:
         for path in sorted((ROOT / pkg).rglob("*.py")):
-            h.update(str(path.relative_to(ROOT)).encode())
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in PRESENTATION:
+                continue
+            h.update(rel.encode())
             h.update(path.read_bytes())
     return "src-" + h.hexdigest()[:12]
 

@@ -362,6 +362,7 @@ def finetune(
     on_step: Callable[[int, float], None] | None = None,
     accelerator: Accelerator | None = None,
     mixed_precision: str | None = None,
+    label: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune `source` on `task` with `cfg` and evaluate on every split of spec.eval_splits.
 
@@ -448,7 +449,7 @@ def finetune(
     model.train()
     bar = tqdm(
         total=steps,
-        desc=f"fine-tune {spec.name} seed {seed}",
+        desc=label or f"fine-tune {spec.name} seed {seed}",
         unit="step",
         disable=not progress or not accelerator.is_local_main_process,
         dynamic_ncols=True,

@@ -1,30 +1,54 @@
-"""Tables from the store alone: one row per model, size, task and pretraining-FLOPs point."""
+"""Reports from the store alone: the comparison table, a leaderboard, the efficiency claim per pair of models.
+
+The comparison table has one row per model, size, task and pretraining-FLOPs point (curve
+points included). Claims compare models on the same task and size at the same FLOP budget
+(and each against the no-pretraining control): the median-score gap with a bootstrap interval
+over fine-tuning seeds, and, where compute curves exist, the compute each needs to reach the
+other's best score. Nothing here trains or recomputes a run.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
-from typing import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.stats import GapCI, Speedup, bootstrap_median_gap, claim_sentence, range_gap, speedup, verdict
 from bench.store import Store
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_wall_s",
            "tokens_per_s", "finetune_wall_s", "score_median", "score_min", "score_max", "seeds"]
+FORMATS = ("md", "html", "csv", "latex", "json")
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+CLAIM_ORDER = ("electra", "bert")  # the paper's claim: earlier names are claimed to beat later ones
+LOSS_SERIES = ("loss", "mlm_loss", "gen_loss", "disc_loss", "disc_base_entropy")
+SEED_SCORES = "seed_scores"  # df.attrs key: (model, size, task, budget, pretrain_flops) -> per-seed scores
+LEVEL = 0.95
+
+
+# --- frames straight from the store ---------------------------------------------------------------
 
 
 def pretrain_frame(store: Store) -> pd.DataFrame:
     rows = []
     for r in store.runs(kind="pretrain"):
         m = store.final_metrics(r["id"])
-        conv = r["spec"].get("convention", "paper")
+        spec = r["spec"]
+        conv = spec.get("convention", "paper")
         points = {p.value: (p.step, p.flops) for p in store.series(r["id"], "checkpoint")}
         rows.append({
             "pretrain_id": r["id"], "model": r["model"], "size": r["size"], "budget_flops": r["budget"],
-            "budget_text": r["spec"].get("budget", {}).get("text"), "convention": conv,
+            "budget_text": spec.get("budget", {}).get("text"), "convention": conv,
             "steps": m.get("steps", 0), "flops": m.get(f"flops_{conv}", 0.0),
             "flops_paper": m.get("flops_paper", 0.0), "flops_executed": m.get("flops_executed", 0.0),
             "wall_s": m.get("wall_s", 0.0), "tokens_per_s": m.get("tokens_per_s", 0.0),
+            "params": m.get("params", math.nan), "encoder_params": m.get("encoder_params", math.nan),
+            "pretrains": bool(spec.get("pretrains", True)), "external": spec.get("external"),
             "points": points, "code_version": r["code_version"], "git_sha": r["git_sha"],
             "device": r["environment"].get("device"), "started_at": r["started_at"],
         })
@@ -54,21 +78,35 @@ def finetune_frame(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparison_table(store: Store, *, pretrain_ids: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
-                     models: Iterable[str] | None = None, sizes: Iterable[str] | None = None,
-                     budgets: Iterable[float] | None = None, fractions: Iterable[float] | None = None) -> pd.DataFrame:
-    """The comparison: seeds aggregated to median, min and max of the headline score."""
-    ft = finetune_frame(store)
+def _near(value: float, wanted: list[float]) -> bool:
+    return any(abs(value - w) <= 1e-6 * max(abs(w), 1) for w in wanted)
+
+
+def filter_finetune(ft: pd.DataFrame, *, pretrain_ids: Iterable[str] | None = None,
+                    tasks: Iterable[str] | None = None, models: Iterable[str] | None = None,
+                    sizes: Iterable[str] | None = None, budgets: Iterable[float] | None = None,
+                    fractions: Iterable[float] | None = None) -> pd.DataFrame:
+    """The report's filters. A budget filter keeps runs that spent no pretraining FLOPs (the control)."""
     if ft.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return ft
     for col, wanted in (("pretrain_id", pretrain_ids), ("task", tasks), ("model", models), ("size", sizes),
                         ("fraction", fractions)):
         if wanted is not None:
             ft = ft[ft[col].isin(list(wanted))]
     if budgets is not None:
-        wanted = list(budgets)
-        ft = ft[ft["budget_flops"].apply(lambda b: any(abs(b - w) <= 1e-6 * max(abs(w), 1) for w in wanted))]
-    rows = []
+        wanted = [float(b) for b in budgets]
+        # a no-pretraining control matches every budget: it is the baseline of each comparison
+        ft = ft[ft["budget_flops"].apply(lambda b: not b or _near(b, wanted))]
+    return ft
+
+
+def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate per-seed rows to the comparison table; per-seed scores go to df.attrs[SEED_SCORES]."""
+    if ft.empty:
+        df = pd.DataFrame(columns=COLUMNS)
+        df.attrs[SEED_SCORES] = {}
+        return df
+    rows, scores_by_key = [], {}
     for _, g in ft.groupby(["pretrain_id", "task", "fraction"], sort=False):
         first = g.iloc[0]
         scores = [float(s) for s in g["score"]]
@@ -80,57 +118,423 @@ def comparison_table(store: Store, *, pretrain_ids: Iterable[str] | None = None,
             "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
             "seeds": len(scores),
         })
+        # groups come in run order, so a later run of the same point (new code version) wins
+        scores_by_key[_key(rows[-1])] = scores
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.sort_values(["task", "size", "model", "pretrain_flops"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["task", "size", "model", "pretrain_flops"], kind="stable").reset_index(drop=True)
+    df.attrs[SEED_SCORES] = scores_by_key
+    return df
 
 
-def render(df: pd.DataFrame, fmt: str = "md") -> str:
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "json":
-        return df.to_json(orient="records", indent=2)
+def comparison_table(store: Store, *, pretrain_ids: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
+                     models: Iterable[str] | None = None, sizes: Iterable[str] | None = None,
+                     budgets: Iterable[float] | None = None, fractions: Iterable[float] | None = None) -> pd.DataFrame:
+    """The comparison: seeds aggregated to median, min and max of the headline score.
+
+    Columns exactly COLUMNS; the per-seed scores ride along in `df.attrs["seed_scores"]`.
+    """
+    ft = filter_finetune(finetune_frame(store), pretrain_ids=pretrain_ids, tasks=tasks, models=models,
+                         sizes=sizes, budgets=budgets, fractions=fractions)
+    return comparison_from(ft)
+
+
+def _key(row: dict[str, Any] | pd.Series) -> tuple[str, str, str, float, float]:
+    return (str(row["model"]), str(row["size"]), str(row["task"]), float(row["budget_flops"] or 0.0),
+            float(row["pretrain_flops"]))
+
+
+def seed_scores_of(df: pd.DataFrame, row: dict[str, Any]) -> list[float] | None:
+    return df.attrs.get(SEED_SCORES, {}).get(_key(row))
+
+
+# --- pairwise claims --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairClaim:
+    """Model a vs model b on one task and size at one FLOP budget (b may be the no-pretraining control)."""
+
+    task: str
+    size: str
+    budget_flops: float
+    a: str
+    b: str
+    ci: GapCI
+    a_to_b: Speedup | None  # compute a needs to reach b's best score
+    b_to_a: Speedup | None
+    vs_control: bool
+    sentence: str
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.ci)
+
+    def record(self) -> dict[str, Any]:
+        """A flat row for tables and JSON."""
+        return {
+            "task": self.task, "size": self.size, "budget_flops": self.budget_flops, "model_a": self.a,
+            "model_b": self.b, "gap": self.ci.gap, "ci_low": self.ci.low, "ci_high": self.ci.high,
+            "seeds_a": self.ci.n_a, "seeds_b": self.ci.n_b, "p_a_ahead": self.ci.p_greater,
+            "verdict": {"better": f"{self.a} better", "worse": f"{self.b} better", "same": "no difference",
+                        "unknown": "one seed"}[self.verdict],
+            "speedup_a": self.a_to_b.ratio if self.a_to_b else None,
+            "speedup_b": self.b_to_a.ratio if self.b_to_a else None,
+        }
+
+
+def _claim_rank(model: str) -> tuple[int, str]:
+    return (CLAIM_ORDER.index(model) if model in CLAIM_ORDER else len(CLAIM_ORDER), model)
+
+
+def _full_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Each model's full-budget point per task, size and budget; older duplicate runs dropped."""
+    if df.empty:
+        return df
+    keys = ["model", "size", "task", "budget_flops"]
+    top = df["pretrain_flops"] == df.groupby(keys)["pretrain_flops"].transform("max")
+    return df[top].drop_duplicates(keys, keep="last")
+
+
+def _curve(df: pd.DataFrame, row: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    """(FLOPs, median score) points of a model's compute curve at one budget, or None with fewer than two."""
+    pts = df[(df["model"] == row["model"]) & (df["size"] == row["size"]) & (df["task"] == row["task"])
+             & (df["budget_flops"] == row["budget_flops"]) & (df["pretrain_flops"] > 0)]
+    pts = pts.drop_duplicates("pretrain_flops", keep="last")
+    if len(pts) < 2:
+        return None
+    return [float(x) for x in pts["pretrain_flops"]], [float(x) for x in pts["score_median"]]
+
+
+def _gap(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float) -> GapCI:
+    """Bootstrap over the per-seed scores; a frame without them (built elsewhere) falls back to the seed ranges."""
+    sa, sb = seed_scores_of(df, ra), seed_scores_of(df, rb)
+    if sa and sb:
+        return bootstrap_median_gap(sa, sb, level=level)
+    return range_gap(ra["score_median"], ra["score_min"], ra["score_max"], int(ra["seeds"]),
+                     rb["score_median"], rb["score_min"], rb["score_max"], int(rb["seeds"]))
+
+
+def detect_control(pre: pd.DataFrame) -> str | None:
+    """The no-pretraining control: a registered model whose runs do not pretrain (not an external checkpoint)."""
+    if pre.empty:
+        return None
+    ctrl = pre[(~pre["pretrains"].astype(bool)) & pre["external"].isna()]
+    if not ctrl.empty:
+        return str(ctrl["model"].iloc[0])
+    return "scratch" if (pre["model"] == "scratch").any() else None  # stores written before specs said so
+
+
+def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) -> list[PairClaim]:
+    """Every pair of models on the same task, size and FLOP budget, and each trained model vs the control."""
+    claims: list[PairClaim] = []
+    full = _full_budget(df)
+    for (task, size), g in full.groupby(["task", "size"], sort=True):
+        recs = g.to_dict("records")
+        ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
+        trained = sorted((r for r in recs if r["model"] != control and r["budget_flops"] > 0),
+                         key=lambda r: (r["budget_flops"], _claim_rank(r["model"])))
+
+        def make(ra: dict[str, Any], rb: dict[str, Any], vs_control: bool) -> PairClaim:
+            ci = _gap(df, ra, rb, level)
+            budget = float(ra["budget_flops"])
+            if vs_control:
+                sentence = claim_sentence(ra["model"], f"the {rb['model']} control", ci, where=f"{task} ({size})",
+                                          at=f"at {budget:.3g} pretraining FLOPs",
+                                          claim=f"the claim that pretraining with {ra['model']} helps")
+                return PairClaim(task, size, budget, ra["model"], rb["model"], ci, None, None, True, sentence)
+            ca, cb = _curve(df, ra), _curve(df, rb)
+            ab = speedup(*ca, *cb) if ca and cb else None
+            ba = speedup(*cb, *ca) if ca and cb else None
+            sentence = claim_sentence(ra["model"], rb["model"], ci, where=f"{task} ({size}, {budget:.3g} FLOPs)",
+                                      a_to_b=ab, b_to_a=ba)
+            return PairClaim(task, size, budget, ra["model"], rb["model"], ci, ab, ba, False, sentence)
+
+        for i, ra in enumerate(trained):  # the objectives against each other first: that is the claim
+            for rb in trained[i + 1:]:
+                if math.isclose(ra["budget_flops"], rb["budget_flops"], rel_tol=1e-6):
+                    claims.append(make(ra, rb, False))
+        if ctrl is not None:
+            claims += [make(r, ctrl, True) for r in trained]
+    return claims
+
+
+def control_sentence(claims: list[PairClaim], df: pd.DataFrame, control: str | None) -> list[str]:
+    """Per task and size: the warning that the budget is too small when no model beats the control."""
+    out = []
+    by_setting: dict[tuple[str, str], list[PairClaim]] = {}
+    for c in claims:
+        if c.vs_control:
+            by_setting.setdefault((c.task, c.size), []).append(c)
+    for (task, size), cs in by_setting.items():
+        if all(c.verdict != "better" for c in cs):
+            budget = max(c.budget_flops for c in cs)
+            out.append(f"{task} ({size}): no model beats the no-pretraining control ({control}) at the "
+                       f"{LEVEL:.0%} level, so this budget ({budget:.3g} FLOPs) is too small for pretraining to "
+                       f"matter: the run checks the pipeline and is no evidence for or against either objective.")
+    return out
+
+
+def verdict_lines(df: pd.DataFrame, control: str | None) -> list[str]:
+    """Plain sentences: each model vs the no-pretraining control, and each pair at matched FLOPs.
+
+    Intervals come from the per-seed scores that comparison_table attaches to the frame.
+    """
+    claims = pair_claims(df, control)
+    lines = [c.sentence for c in claims]
+    return lines + control_sentence(claims, df, control)
+
+
+# --- leaderboard ------------------------------------------------------------------------------------
+
+
+def leaderboard(df: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model configuration (model, size, budget), ranked by the headline score.
+
+    The headline is the mean over tasks of each task's median score at the full budget (the GLUE
+    average when the tasks are GLUE tasks); configurations missing a task rank after complete ones.
+    """
+    full = _full_budget(df)
+    if full.empty:
+        return pd.DataFrame(columns=["rank", "model", "size", "budget_flops", "params", "pretrain_flops",
+                                     "pretrain_wall_s", "tokens_per_s", "score", "seeds"])
+    tasks = sorted(full["task"].unique())
+    score_col = score_column(tasks)
+    info = _params_by_config(pre)
+    rows = []
+    for (model, size, budget), g in full.groupby(["model", "size", "budget_flops"], sort=False):
+        per_task = dict(zip(g["task"], g["score_median"]))
+        row: dict[str, Any] = {"model": model, "size": size, "budget_flops": float(budget),
+                               "params": info.get((model, size, float(budget)), math.nan),
+                               "pretrain_flops": float(g["pretrain_flops"].max()),
+                               "pretrain_wall_s": float(g["pretrain_wall_s"].max()),
+                               "tokens_per_s": float(g["tokens_per_s"].max())}
+        for t in tasks:
+            row[t] = per_task.get(t, math.nan)
+        row[score_col] = statistics.fmean(per_task.values())
+        row["seeds"] = int(g["seeds"].min())
+        row["_complete"] = len(per_task) == len(tasks)
+        rows.append(row)
+    board = pd.DataFrame(rows).sort_values(["_complete", score_col], ascending=[False, False], kind="stable")
+    board = board.drop(columns="_complete").reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    if len(tasks) == 1:  # one task: its column is the headline already
+        board = board.drop(columns=tasks)
+    return board
+
+
+def score_column(tasks: list[str]) -> str:
+    if len(tasks) <= 1:
+        return "score"
+    return "glue_avg" if all(t in GLUE_TASKS for t in tasks) else "avg_score"
+
+
+def _params_by_config(pre: pd.DataFrame | None) -> dict[tuple[str, str, float], float]:
+    """Encoder parameters (what is fine-tuned) per configuration; the latest run wins."""
+    if pre is None or pre.empty:
+        return {}
+    return {(r["model"], r["size"], float(r["budget_flops"] or 0.0)): r["encoder_params"]
+            for r in pre.to_dict("records")}
+
+
+# --- the whole report ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """Everything a report shows, read from the store once."""
+
+    comparison: pd.DataFrame  # COLUMNS, per-seed scores in attrs
+    leaderboard: pd.DataFrame
+    claims: list[PairClaim]
+    lines: list[str]  # claim sentences, then the control warning where it applies
+    seeds: pd.DataFrame  # one row per fine-tuning run (seed) in the report
+    losses: pd.DataFrame  # pretraining series: model, size, budget_flops, name, step, flops, wall_s, value
+    runs: list[dict[str, Any]]  # provenance: every run in the report, done or failed
+    control: str | None
+    convention: str
+    score_labels: dict[str, str]  # task -> name of its headline metric
+    source: str = ""
+    generated_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def build_report(store: Store, *, tasks: Iterable[str] | None = None, models: Iterable[str] | None = None,
+                 sizes: Iterable[str] | None = None, budgets: Iterable[float] | None = None,
+                 control: str | None = "auto") -> Report:
+    """Read the store once and compute every table, claim and series the renderers need.
+
+    `control="auto"` takes the store's no-pretraining model (e.g. scratch); None drops the control claims.
+    """
+    filters = {"task": list(tasks or []), "model": list(models or []), "size": list(sizes or []),
+               "budget": list(budgets or [])}
+    pre = pretrain_frame(store)
+    if control == "auto":
+        control = detect_control(pre)
+    ft = filter_finetune(finetune_frame(store), tasks=tasks, models=models, sizes=sizes, budgets=budgets)
+    df = comparison_from(ft)
+    used_pre = pre[pre["pretrain_id"].isin(set(ft["pretrain_id"]))] if not ft.empty else pre.iloc[0:0]
+    claims = pair_claims(df, control)
+    runs = _provenance(store, set(ft["run_id"]) if not ft.empty else set(), set(used_pre.get("pretrain_id", [])),
+                       tasks=tasks, models=models, sizes=sizes)
+    convs = sorted(set(used_pre["convention"])) if not used_pre.empty else ["paper"]
+    return Report(
+        comparison=df, leaderboard=leaderboard(df, used_pre), claims=claims,
+        lines=[c.sentence for c in claims] + control_sentence(claims, df, control),
+        seeds=ft.reset_index(drop=True), losses=_losses(store, used_pre), runs=runs, control=control,
+        convention="/".join(convs), score_labels=_score_labels(ft), source=str(store.path), filters=filters,
+    )
+
+
+def _losses(store: Store, pre: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in pre.to_dict("records"):
+        for name in LOSS_SERIES:
+            for m in store.series(r["pretrain_id"], name):
+                rows.append({"pretrain_id": r["pretrain_id"], "model": r["model"], "size": r["size"],
+                             "budget_flops": r["budget_flops"], "name": name, "step": m.step, "flops": m.flops,
+                             "wall_s": m.wall_s, "value": m.value})
+    return pd.DataFrame(rows, columns=["pretrain_id", "model", "size", "budget_flops", "name", "step", "flops",
+                                       "wall_s", "value"])
+
+
+def _score_labels(ft: pd.DataFrame) -> dict[str, str]:
+    """Each task's headline metric: the metric_<name> equal to `score` in every run (the first if several)."""
+    out = {}
+    if ft.empty:
+        return out
+    for task, g in ft.groupby("task"):
+        names = [c for c in g.columns if c.startswith("metric_") and g[c].notna().all()
+                 and all(math.isclose(a, b, rel_tol=0, abs_tol=1e-12) for a, b in zip(g[c], g["score"]))]
+        out[str(task)] = names[0][len("metric_"):] if names else "score"
+    return out
+
+
+def _provenance(store: Store, ft_ids: set[str], pt_ids: set[str], *, tasks: Iterable[str] | None,
+                models: Iterable[str] | None, sizes: Iterable[str] | None) -> list[dict[str, Any]]:
+    """Every run behind the report, plus failed runs matching the filters (so failures stay visible)."""
+    runs = [r for r in store.runs(status="done") if r["id"] in ft_ids or r["id"] in pt_ids]
+    for r in store.runs(status="failed"):
+        if ((not tasks or r["task"] in tasks or r["task"] is None) and (not models or r["model"] in models)
+                and (not sizes or r["size"] in sizes)):
+            runs.append(r)
+    for r in runs:
+        if r["kind"] == "finetune" and r["status"] == "done":
+            r["metrics"] = store.final_metrics(r["id"])
+    return runs
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+
+def _fmt_num(v: Any, kind: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if kind == "flops":
+        return f"{v:.3g}"
+    if kind == "count":
+        return f"{v / 1e6:.1f}M" if v >= 1e6 else f"{v:,.0f}"
+    if kind == "time":
+        return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+    if kind == "score":
+        return f"{v:.4f}"
+    return str(v)
+
+
+DISPLAY_KINDS = {"budget_flops": "flops", "pretrain_flops": "flops", "pretrain_wall_s": "time",
+                 "finetune_wall_s": "time", "tokens_per_s": "time", "score_median": "score", "score_min": "score",
+                 "score_max": "score", "params": "count", "score": "score", "glue_avg": "score",
+                 "avg_score": "score", "gap": "score", "ci_low": "score", "ci_high": "score",
+                 "p_a_ahead": "score", "speedup_a": "ratio", "speedup_b": "ratio"}
+
+
+def display_frame(df: pd.DataFrame, *, score_cols: Iterable[str] = ()) -> pd.DataFrame:
+    """Numbers as short strings for people: FLOPs in 3 significant digits, scores in 4 decimals."""
+    shown = df.copy().astype(object)
+    kinds = dict(DISPLAY_KINDS, **{c: "score" for c in score_cols})
+    for col in shown.columns:
+        kind = kinds.get(col)
+        if kind == "ratio":
+            shown[col] = shown[col].map(lambda v: "–" if v is None or v != v else f"{v:.2f}x")
+        elif kind:
+            shown[col] = shown[col].map(lambda v, k=kind: _fmt_num(v, k))
+    return shown
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (NaN -> None), so json.dumps writes exact, valid JSON."""
+    out = []
+    for rec in df.to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
+                        v.item() if hasattr(v, "item") else v) for k, v in rec.items()})
+    return out
+
+
+def _table(shown: pd.DataFrame, fmt: str) -> str:
+    if fmt == "html":
+        return shown.to_html(index=False, escape=True, border=0, classes="table")
+    if fmt == "latex":
+        return shown.to_latex(index=False, escape=True)
     from tabulate import tabulate
 
-    shown = df.copy()
-    for col in ("budget_flops", "pretrain_flops"):
-        shown[col] = shown[col].map(lambda v: f"{v:.3g}")
-    for col in ("pretrain_wall_s", "finetune_wall_s", "tokens_per_s"):
-        shown[col] = shown[col].map(lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
-    for col in ("score_median", "score_min", "score_max"):
-        shown[col] = shown[col].map(lambda v: f"{v:.4f}")
     return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="github" if fmt == "md" else fmt,
                     disable_numparse=True)
 
 
-def verdict_lines(df: pd.DataFrame, control: str | None) -> list[str]:
-    """Plain sentences: does each model beat the no-pretraining control, and each other, beyond seed spread?"""
-    lines = []
-    full = df[df["pretrain_flops"] == df.groupby(["model", "task"])["pretrain_flops"].transform("max")]
-    for task, g in full.groupby("task"):
-        recs = g.to_dict("records")
-        ctrl = next((r for r in recs if r["model"] == control), None)
-        others = [r for r in recs if r["model"] != control]
-        if ctrl is not None:
-            for r in others:
-                lines.append(f"{task}: {r['model']} vs no pretraining ({control}): " + _compare(r, ctrl))
-        for i, a in enumerate(others):
-            for b in others[i + 1:]:
-                lines.append(f"{task}: {a['model']} vs {b['model']} at matched FLOPs: " + _compare(a, b))
-        if ctrl is not None and others and all(_overlap(r, ctrl) for r in others):
-            lines.append(f"{task}: no model beats the no-pretraining control beyond seed spread, so this budget "
-                         f"({g['budget_flops'].max():.3g} FLOPs) is too small for pretraining to matter: the run "
-                         f"checks the pipeline and is no evidence for or against either objective.")
-    return lines
+def render(df: pd.DataFrame, fmt: str = "md") -> str:
+    """The comparison table: csv and json keep full precision (they round-trip); md/html/latex are for people."""
+    df = df[COLUMNS] if set(COLUMNS) <= set(df.columns) else df
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(_records(df), indent=2)
+    return _table(display_frame(df), fmt)
 
 
-def _overlap(a: dict, b: dict) -> bool:
-    return a["score_min"] <= b["score_max"] and b["score_min"] <= a["score_max"]
+def render_leaderboard(board: pd.DataFrame, fmt: str = "md", tasks: Iterable[str] = ()) -> str:
+    return _table(display_frame(board, score_cols=tasks), fmt)
 
 
-def _compare(a: dict, b: dict) -> str:
-    gap = a["score_median"] - b["score_median"]
-    if a["seeds"] < 2 or b["seeds"] < 2:
-        return f"median gap {gap:+.4f} (one seed: no spread to judge by)."
-    if _overlap(a, b):
-        return f"median gap {gap:+.4f}, within the seed spread (ranges overlap): no measurable difference."
-    return f"median gap {gap:+.4f}, outside the seed spread ({a['seeds']} and {b['seeds']} seeds)."
+def claims_frame(claims: list[PairClaim]) -> pd.DataFrame:
+    return pd.DataFrame([c.record() for c in claims])
+
+
+def leaderboard_caption(board: pd.DataFrame) -> str:
+    col = next((c for c in ("glue_avg", "avg_score", "score") if c in board.columns), "score")
+    what = {"glue_avg": "the GLUE average (mean over tasks of each task's median dev score)",
+            "avg_score": "the mean over tasks of each task's median dev score",
+            "score": "the median dev score over fine-tuning seeds"}[col]
+    return (f"Ranked by {what} at the full pretraining budget; params = encoder parameters; "
+            f"seeds = fine-tuning seeds per task.")
+
+
+def render_report(report: Report, fmt: str = "md", *, images: list[Any] | None = None) -> str:
+    """The report in one format: md/latex (tables and sentences), csv/json (the comparison rows), html."""
+    if fmt in ("csv", "json"):
+        return render(report.comparison, fmt)
+    if fmt == "html":
+        from bench.html_report import render_html
+
+        return render_html(report, images or [])
+    tasks = sorted(report.comparison["task"].unique()) if not report.comparison.empty else []
+    lines = report.lines or ["No pair of models to compare (a claim needs two models, or a model and the "
+                             "control, on the same task and size)."]
+    if report.comparison.empty:
+        lines = ["No finished fine-tuning runs match: run `bench run` first, or loosen the filters."]
+    if fmt == "latex":
+        items = "\n".join(f"  \\item {_latex_escape(s)}" for s in lines)
+        return "\n".join([
+            "% electra-bench report: comparison table, leaderboard, claims", render(report.comparison, "latex"),
+            f"% {leaderboard_caption(report.leaderboard)}", render_leaderboard(report.leaderboard, "latex", tasks),
+            "\\begin{itemize}", items, "\\end{itemize}", ""])
+    parts = [render(report.comparison, fmt), "", "## Leaderboard", "", leaderboard_caption(report.leaderboard), "",
+             render_leaderboard(report.leaderboard, fmt, tasks), "", "## Claims at matched compute", ""]
+    parts += [f"- {s}" for s in lines]
+    return "\n".join(parts) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _latex_escape(s: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in s)  # one pass, so escapes are not escaped again

@@ -206,7 +206,9 @@ class Runner:
                     budget=None if parent.budget.is_time else parent.budget.value * ft.fraction, seed=ft.seed,
                     parent_id=parent.id)
         result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
-                          data_dir=self.exp.data_dir, progress=self.progress)
+                          data_dir=self.exp.data_dir, progress=self.progress,
+                          label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"
+                          + (f" @{ft.fraction:g}" if ft.fraction < 1 else ""))
         for w in result.warnings:
             msg = f"{ft.model} ({ft.task}, seed {ft.seed}): {w}"
             self.summary.warnings.append(msg)

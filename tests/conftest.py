@@ -64,7 +64,7 @@ def micro_size(monkeypatch: pytest.MonkeyPatch):
     preset = sizes.SizePreset(
         name="micro", description="test-only", hidden=128, layers=2, heads=2, ffn=256, embedding=128,
         gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
-        pretrain_batch=8, pretrain_lr=1e-3, warmup_fraction=0.1, budget_flops=1e10,
+        pretrain_batch=8, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=1e10,
         finetune_lr=2e-3, finetune_batch=16, finetune_epochs=4, finetune_max_length=16, seeds=2,
     )
     monkeypatch.setitem(sizes.SIZES, "micro", preset)

@@ -1,0 +1,200 @@
+"""One self-contained HTML file: claims, leaderboard, plots (as data: URIs), tables and provenance.
+
+No scripts, fonts, stylesheets or images are fetched: the file opens from disk in any browser,
+without a server, and can be mailed or archived as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bench.report import (LEVEL, claims_frame, display_frame, leaderboard_caption, render, render_leaderboard)
+
+if TYPE_CHECKING:
+    from bench.plots import PlotImage
+    from bench.report import PairClaim, Report
+
+CSS = """
+:root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #ffffff; --soft: #f5f7f9;
+        --good: #1a7f37; --bad: #b42318; --same: #8a6d00; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       color: var(--fg); background: var(--bg); }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 64px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 16px; margin: 20px 0 8px; }
+p.meta, p.caption, figcaption { color: var(--muted); font-size: 13px; }
+nav a { margin-right: 14px; color: #0b5cad; text-decoration: none; font-size: 14px; }
+ul.claims { padding-left: 0; list-style: none; }
+ul.claims li { margin: 8px 0; padding: 8px 12px; border-left: 4px solid var(--line); background: var(--soft); }
+ul.claims li.better { border-color: var(--good); }
+ul.claims li.worse { border-color: var(--bad); }
+ul.claims li.same, ul.claims li.unknown, ul.claims li.warning { border-color: var(--same); }
+.table-wrap { overflow-x: auto; }
+table.table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
+table.table th, table.table td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: right;
+                                 white-space: nowrap; }
+table.table th { background: var(--soft); }
+table.table td:nth-child(-n+3), table.table th:nth-child(-n+3) { text-align: left; }
+figure { margin: 16px 0 28px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+details { margin: 6px 0; }
+summary { cursor: pointer; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
+pre { background: var(--soft); padding: 10px; overflow-x: auto; font-size: 12px; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+"""
+
+PROVENANCE_COLUMNS = ["id", "kind", "model", "task", "size", "seed", "fraction", "score", "status", "code_version",
+                      "git_sha", "device", "finished_at"]
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p class='caption'>(no rows)</p>"
+    table = df.to_html(index=False, escape=True, border=0, classes="table", na_rep="–")
+    return f"<div class='table-wrap'>{table}</div>"
+
+
+def _claims_list(report: Report) -> str:
+    if report.comparison.empty:
+        return "<p>No finished fine-tuning runs match: run <code>bench run</code> first, or loosen the filters.</p>"
+    items = [f"<li class='{_e(c.verdict)}'>{_e(c.sentence)}</li>" for c in report.claims]
+    items += [f"<li class='warning'>{_e(s)}</li>" for s in report.lines[len(report.claims):]]
+    if not items:
+        items = ["<li>No pair of models to compare: a claim needs two models (or a model and the control) on the same "
+                 "task and size.</li>"]
+    return "<ul class='claims'>" + "".join(items) + "</ul>"
+
+
+def _claims_table(claims: list[PairClaim]) -> str:
+    if not claims:
+        return ""
+    shown = display_frame(claims_frame(claims))
+    note = (f"gap = median score of model_a minus model_b at the full budget; ci = {LEVEL:.0%} percentile-bootstrap "
+            f"interval over fine-tuning seeds; p_a_ahead = share of resamples in which model_a leads; speedup_a = "
+            f"compute model_b spent on its best score / compute model_a needs to match it (from the curves).")
+    return _table(shown) + f"<p class='caption'>{_e(note)}</p>"
+
+
+def _figures(images: list[PlotImage]) -> str:
+    if not images:
+        return "<p class='caption'>No plots: no finished runs in this report.</p>"
+    out = []
+    for img in images:
+        out.append(f"<figure id='fig-{_e(img.name)}'><img src='{data_uri(img.png, 'image/png')}' "
+                   f"alt='{_e(img.title)}'><figcaption><b>{_e(img.title)}.</b> {_e(img.caption)}</figcaption>"
+                   f"</figure>")
+    return "".join(out)
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        env = r.get("environment") or {}
+        score = (r.get("metrics") or {}).get("score")
+        rows.append({"id": r["id"], "kind": r["kind"], "model": r["model"], "task": r["task"] or "", "size": r["size"],
+                     "seed": "" if r["seed"] is None else r["seed"],
+                     "fraction": r["spec"].get("fraction", "") if r["kind"] == "finetune" else "",
+                     "score": "" if score is None else f"{score:.4f}", "status": r["status"],
+                     "code_version": r["code_version"], "git_sha": _short_sha(r["git_sha"]),
+                     "device": env.get("device", ""), "finished_at": r["finished_at"] or ""})
+    return pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
+
+
+def _short_sha(sha: str | None) -> str:
+    """abcdef123456...-dirty -> abcdef123456-dirty: the table stays narrow, the full sha is in each run's details."""
+    if not sha:
+        return ""
+    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+def _json_block(obj: Any) -> str:
+    return f"<pre>{_e(json.dumps(obj, indent=2, sort_keys=True, default=str))}</pre>"
+
+
+def _provenance(report: Report) -> str:
+    runs = report.runs
+    if not runs:
+        return "<p class='caption'>No runs.</p>"
+    parts = [_table(_run_rows(runs))]
+    pretrain = [r for r in runs if r["kind"] == "pretrain"]
+    finetune = [r for r in runs if r["kind"] == "finetune"]
+    parts.append("<h3>Pretraining runs: configuration and environment</h3>")
+    for r in pretrain:
+        parts.append(f"<details><summary>{_e(r['id'])}: {_e(r['model'])} / {_e(r['size'])} "
+                     f"({_e(r['status'])})</summary><h4>config</h4>{_json_block(r['spec'])}"
+                     f"<h4>environment (code version, packages, device)</h4>{_json_block(r['environment'])}"
+                     + (f"<h4>error</h4><pre>{_e(r['error'])}</pre>" if r.get("error") else "") + "</details>")
+    parts.append("<h3>Fine-tuning configurations</h3>")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in finetune:  # seeds and checkpoints of one configuration share everything else
+        spec = {k: v for k, v in r["spec"].items() if k not in ("seed", "fraction")}
+        groups.setdefault(json.dumps(spec, sort_keys=True, default=str), []).append(r)
+    for key, rs in groups.items():
+        spec = json.loads(key)
+        seeds = sorted({r["seed"] for r in rs if r["seed"] is not None})
+        fractions = sorted({r["spec"].get("fraction", 1.0) for r in rs})
+        envs = {json.dumps(r["environment"], sort_keys=True) for r in rs}
+        failed = [r for r in rs if r["status"] == "failed"]
+        parts.append(
+            f"<details><summary>{_e(spec.get('model'))} / {_e(spec.get('task'))} / {_e(spec.get('size'))}: "
+            f"{len(rs)} runs, seeds {_e(', '.join(map(str, seeds)))}, checkpoints "
+            f"{_e(', '.join(f'{f:g}' for f in fractions))}" + (f", {len(failed)} failed" if failed else "")
+            + f"</summary><h4>config</h4>{_json_block(spec)}"
+            + "".join(f"<h4>environment</h4>{_json_block(json.loads(e))}" for e in sorted(envs))
+            + "".join(f"<h4>error in {_e(r['id'])}</h4><pre>{_e(r['error'])}</pre>" for r in failed)
+            + "</details>")
+    return "".join(parts)
+
+
+def render_html(report: Report, images: list[PlotImage]) -> str:
+    """The whole report as one HTML document; every image is an embedded data: URI."""
+    tasks = sorted(report.comparison["task"].unique()) if not report.comparison.empty else []
+    n_pre = sum(r["kind"] == "pretrain" and r["status"] == "done" for r in report.runs)
+    n_ft = sum(r["kind"] == "finetune" and r["status"] == "done" for r in report.runs)
+    n_failed = sum(r["status"] == "failed" for r in report.runs)
+    filters = ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in report.filters.items() if v) or "none"
+    meta = (f"Generated {report.generated_at} from <code>{_e(report.source)}</code>: {n_pre} pretraining and {n_ft} "
+            f"fine-tuning runs" + (f", {n_failed} failed" if n_failed else "") + f"; filters: {_e(filters)}; "
+            f"FLOPs in the {_e(report.convention)} convention; control: {_e(report.control or 'none')}.")
+    board = report.leaderboard
+    sections = [
+        ("claims", "Does the efficiency claim hold?",
+         "<p class='caption'>The paper's claim: at equal pretraining compute, ELECTRA's replaced-token detection "
+         "gives a better encoder than BERT's masked language modelling. Each pair of models on the same task and size "
+         f"is compared at the same FLOP budget, with a {LEVEL:.0%} bootstrap interval over fine-tuning seeds.</p>"
+         + _claims_list(report) + _claims_table(report.claims)),
+        ("leaderboard", "Leaderboard",
+         f"<p class='caption'>{_e(leaderboard_caption(board))}</p>"
+         + _wrap(render_leaderboard(board, "html", tasks), board.empty)),
+        ("plots", "Plots", _figures(images)),
+        ("comparison", "Comparison table",
+         "<p class='caption'>One row per model, size, task and pretraining-FLOPs point; scores are the median, min "
+         "and max over fine-tuning seeds.</p>" + _wrap(render(report.comparison, "html"), report.comparison.empty)),
+        ("provenance", "Provenance", _provenance(report)),
+    ]
+    nav = "".join(f"<a href='#{sid}'>{_e(title)}</a>" for sid, title, _ in sections)
+    body = "".join(f"<section id='{sid}'><h2>{_e(title)}</h2>{content}</section>" for sid, title, content in sections)
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>electra-bench report</title><style>{CSS}</style></head><body><main>"
+            f"<h1>electra-bench report</h1><p class='meta'>{meta}</p><nav>{nav}</nav>{body}"
+            "</main></body></html>\n")
+
+
+def _wrap(table_html: str, empty: bool) -> str:
+    return "<p class='caption'>(no rows)</p>" if empty else f"<div class='table-wrap'>{table_html}</div>"

@@ -1,0 +1,370 @@
+"""Reports from a synthetic store: tables, leaderboard, claims, csv/json round trips, plots, the HTML file."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+from bench.report import COLUMNS, build_report, comparison_table, leaderboard, pair_claims, verdict_lines
+from bench.store import Metric, Store
+
+# --- a synthetic store: runs written straight into a Store, no training ------------------------------
+
+FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 1.0)
+BUDGET = 1.6e13
+ENV = {"device": "cpu", "python": "3.11", "packages": {"torch": "2.13.0", "pandas": "3.0"},
+       "code_version": "src-test", "git_sha": "abc123"}
+# median score per curve point (1/16 ... 1 of the budget): electra reaches bert's best (0.80) at 1/4
+CURVES = {"electra": [0.70, 0.76, 0.80, 0.83, 0.85], "bert": [0.66, 0.70, 0.74, 0.78, 0.80]}
+SPREAD = (-0.01, 0.0, 0.01)  # three seeds around each median
+
+
+def add_pretrain(store: Store, model: str, *, size: str = "tiny", budget: float = BUDGET, pretrains: bool = True,
+                 flops_per_step: float = 1e11) -> str:
+    run_id = f"pt-{model}-{size}-{budget:g}"
+    spec = {"model": model, "size": size, "convention": "paper", "pretrains": pretrains, "external": None,
+            "budget": {"kind": "flops", "value": budget if pretrains else 0.0, "text": f"{budget:g}"}, "lr": 5e-4}
+    store.start(run_id, kind="pretrain", model=model, spec=spec, code_version="src-test", size=size,
+                budget=budget if pretrains else 0.0, git_sha="abc123", environment=ENV)
+    if not pretrains:
+        store.finish(run_id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("flops_paper", 0.0),
+                              Metric("flops_executed", 0.0)])
+        return run_id
+    steps = int(budget / flops_per_step)
+    metrics = [Metric("steps", steps), Metric("wall_s", 120.0), Metric("tokens_per_s", 5000.0),
+               Metric("flops_paper", steps * flops_per_step), Metric("flops_executed", steps * flops_per_step * 0.8),
+               Metric("params", 5.0e6), Metric("encoder_params", 4.0e6), Metric("budget_flops", budget)]
+    for f in FRACTIONS:
+        s = max(1, round(steps * f))
+        metrics.append(Metric("checkpoint", f, step=s, flops=s * flops_per_step))
+    names = ("loss", "gen_loss", "disc_loss", "disc_base_entropy") if model == "electra" else ("loss", "mlm_loss")
+    for step in range(10, steps + 1, 10):
+        for name in names:
+            value = {"gen_loss": 7.0 - step / steps, "disc_loss": 0.45 - 0.1 * step / steps, "loss": 20.0,
+                     "disc_base_entropy": 0.41, "mlm_loss": 7.2 - step / steps}[name]
+            metrics.append(Metric(name, value, step=step, flops=step * flops_per_step, wall_s=step * 0.75))
+    store.finish(run_id, metrics)
+    return run_id
+
+
+def add_finetune(store: Store, parent: str, model: str, task: str, scores: list[float], *, size: str = "tiny",
+                 fraction: float = 1.0, budget: float = BUDGET) -> None:
+    for seed, score in enumerate(scores):
+        run_id = f"ft-{model}-{size}-{task}-{fraction:g}-{seed}-{budget:g}"
+        spec = {"model": model, "task": task, "seed": seed, "fraction": fraction, "pretrain_id": parent,
+                "size": size, "settings": {"lr": 3e-4, "epochs": 3}}
+        store.start(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task=task, size=size,
+                    budget=budget * fraction, seed=seed, parent_id=parent, git_sha="abc123", environment=ENV)
+        store.finish(run_id, [Metric("score", score), Metric("metric_accuracy", score),
+                              Metric("metric_f1", score - 0.01), Metric("train_wall_s", 10.0),
+                              Metric("eval_wall_s", 1.0), Metric("fraction", fraction), Metric("cls_cosine", 0.5)])
+
+
+def synthetic_store(path: Path, *, tasks: tuple[str, ...] = ("sst2",), curves: dict | None = None,
+                    control_score: float | None = 0.60) -> Store:
+    """electra and bert at one budget with compute curves, plus the scratch control; 3 seeds each."""
+    store = _fast(Store(path))
+    for model, curve in (curves or CURVES).items():
+        pt = add_pretrain(store, model)
+        for task in tasks:
+            shift = 0.0 if task == "sst2" else -0.1
+            for fraction, median in zip(FRACTIONS, curve):
+                add_finetune(store, pt, model, task, [round(median + shift + d, 6) for d in SPREAD],
+                             fraction=fraction)
+    if control_score is not None:
+        pt = add_pretrain(store, "scratch", pretrains=False)
+        for task in tasks:
+            shift = 0.0 if task == "sst2" else -0.1
+            add_finetune(store, pt, "scratch", task, [round(control_score + shift + d, 6) for d in SPREAD], budget=0.0)
+    return store
+
+
+def _fast(store: Store) -> Store:
+    # test-only: skip fsync on each of the store's hundreds of small commits
+    store._conn.execute("PRAGMA synchronous = OFF")
+    return store
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    """Each synthetic store built once per module; tests get their own copies."""
+    root = tmp_path_factory.mktemp("stores")
+    out = {}
+    for name, tasks in (("one", ("sst2",)), ("two", ("sst2", "mrpc"))):
+        path = root / name / "bench.db"
+        path.parent.mkdir()
+        synthetic_store(path, tasks=tasks).close()
+        out[name] = path
+    return out
+
+
+def _copy(src: Path, dst_dir: Path) -> Path:
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst_dir / "bench.db")
+    return dst_dir
+
+
+@pytest.fixture
+def store(built, tmp_path):
+    s = Store(_copy(built["one"], tmp_path / "results") / "bench.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def results(built, tmp_path):
+    """A results folder whose store holds two GLUE tasks."""
+    return _copy(built["two"], tmp_path / "results")
+
+
+def cli(*args: str) -> str:
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def test_comparison_table_rows_and_seed_scores(store):
+    df = comparison_table(store)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 11  # 2 models x 5 curve points + the control
+    row = df[(df["model"] == "electra") & (df["pretrain_flops"] == BUDGET)].iloc[0]
+    assert (row["score_median"], row["score_min"], row["score_max"], row["seeds"]) == (0.85, 0.84, 0.86, 3)
+    assert row["pretrain_steps"] == 160 and row["budget_flops"] == BUDGET
+    assert df.attrs["seed_scores"][("electra", "tiny", "sst2", BUDGET, BUDGET)] == [0.84, 0.85, 0.86]
+
+
+def _store_truth(db: Path) -> dict[tuple[str, str, float], list[float]]:
+    """Per model, task and checkpoint fraction, the seed scores exactly as SQLite holds them."""
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT r.model, r.task, json_extract(r.spec, '$.fraction'), m.value FROM runs r"
+        " JOIN metrics m ON m.run_id = r.id WHERE r.kind = 'finetune' AND m.name = 'score' AND m.step IS NULL"
+    ).fetchall()
+    con.close()
+    out: dict[tuple[str, str, float], list[float]] = {}
+    for model, task, frac, value in rows:
+        out.setdefault((model, task, frac), []).append(value)
+    return out
+
+
+def test_csv_and_json_round_trip_to_the_store(results):
+    truth = _store_truth(results / "bench.db")
+    text_csv = cli("report", "--results", str(results), "--format", "csv", "--task", "sst2")
+    text_json = cli("report", "--results", str(results), "--format", "json", "--task", "sst2")
+    rows_csv = list(csv.DictReader(io.StringIO(text_csv)))
+    rows_json = json.loads(text_json)
+    assert list(rows_csv[0]) == COLUMNS and list(rows_json[0]) == COLUMNS
+    assert len(rows_csv) == len(rows_json) == 11
+    points = {"electra": 5, "bert": 5, "scratch": 1}
+    assert {m: sum(r["model"] == m for r in rows_json) for m in points} == points
+    for c, j in zip(rows_csv, rows_json):
+        for col in COLUMNS:
+            if isinstance(j[col], str):
+                assert c[col] == j[col]
+            else:
+                assert float(c[col]) == j[col]  # exact: no rounding on the way out
+        frac = 1.0 if j["model"] == "scratch" else j["pretrain_flops"] / j["budget_flops"]
+        scores = truth[(j["model"], "sst2", frac)]
+        assert j["score_median"] == statistics.median(scores)
+        assert (j["score_min"], j["score_max"], j["seeds"]) == (min(scores), max(scores), len(scores))
+        assert j["task"] == "sst2" and j["size"] == "tiny"
+
+
+def test_leaderboard_ranks_by_glue_average(results):
+    with Store(results / "bench.db") as s:
+        rep = build_report(s)
+    board = rep.leaderboard
+    assert list(board["model"]) == ["electra", "bert", "scratch"] and list(board["rank"]) == [1, 2, 3]
+    top = board.iloc[0]
+    assert top["glue_avg"] == pytest.approx((0.85 + 0.75) / 2)
+    assert (top["sst2"], top["mrpc"]) == (pytest.approx(0.85), pytest.approx(0.75))
+    assert top["params"] == 4.0e6 and top["pretrain_flops"] == BUDGET and top["tokens_per_s"] == 5000.0
+    assert top["pretrain_wall_s"] == 120.0 and top["seeds"] == 3
+    assert math.isnan(board.iloc[2]["params"])  # the control records no parameter count
+
+
+def test_single_task_leaderboard_has_score_column(store):
+    board = leaderboard(comparison_table(store))
+    assert "score" in board.columns and "sst2" not in board.columns
+    assert list(board["score"]) == [0.85, 0.80, 0.60]
+
+
+# --- claims --------------------------------------------------------------------------------------
+
+
+def test_pair_claims_interval_and_speedup(store):
+    claims = pair_claims(comparison_table(store), "scratch")
+    main_claim = claims[0]
+    assert (main_claim.a, main_claim.b, main_claim.vs_control) == ("electra", "bert", False)
+    # 3 vs 3 seeds {0.84, 0.85, 0.86} vs {0.79, 0.80, 0.81}: extremes have probability (7/27)^2 = 6.7% > 2.5%
+    assert main_claim.ci.gap == pytest.approx(0.05)
+    assert (main_claim.ci.low, main_claim.ci.high) == (pytest.approx(0.03), pytest.approx(0.07))
+    # electra's curve hits bert's best (0.80) exactly at 1/4 of the budget: 4x less compute
+    assert main_claim.a_to_b.a_flops == pytest.approx(BUDGET / 4) and main_claim.a_to_b.ratio == pytest.approx(4.0)
+    assert main_claim.b_to_a.a_flops is None
+    assert "the claim that electra beats bert holds at this scale" in main_claim.sentence
+    assert "1/4 of the compute" in main_claim.sentence
+    assert [(c.a, c.b) for c in claims[1:]] == [("electra", "scratch"), ("bert", "scratch")]
+    assert all(c.verdict == "better" for c in claims)
+
+
+def test_verdict_lines_no_benefit_says_budget_too_small(tmp_path):
+    flat = {"electra": [0.60, 0.60, 0.61, 0.60, 0.605], "bert": [0.60, 0.59, 0.60, 0.61, 0.60]}
+    with synthetic_store(tmp_path / "bench.db", curves=flat, control_score=0.60) as s:
+        lines = verdict_lines(comparison_table(s), "scratch")
+    assert len(lines) == 4  # electra vs bert, two vs control, the warning
+    assert "no measurable difference at this scale" in lines[0] and "3 vs 3 seeds" in lines[0]
+    assert ("no model beats the no-pretraining control" in lines[-1] and "too small for pretraining to matter"
+            in lines[-1] and "no evidence" in lines[-1])
+
+
+def test_verdict_lines_without_seed_scores_fall_back_to_ranges(store):
+    df = comparison_table(store)
+    df.attrs.clear()  # a frame that lost its per-seed scores, e.g. read back from CSV
+    lines = verdict_lines(df, "scratch")
+    assert "differences between seed ranges +0.0300 to +0.0700" in lines[0]
+    assert not any("too small" in line for line in lines)
+
+
+def test_budget_filter_keeps_the_control(store, tmp_path):
+    add_pretrain(store, "electra", budget=3.2e13)
+    rep = build_report(store, budgets=[BUDGET])
+    assert set(rep.comparison["model"]) == {"electra", "bert", "scratch"}
+    assert set(rep.comparison["budget_flops"]) == {BUDGET, 0.0}
+
+
+# --- md, latex, plots, html ----------------------------------------------------------------------
+
+
+def test_md_report_table_then_leaderboard_then_claims(results):
+    out = cli("report", "--results", str(results))
+    lines = out.splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == COLUMNS
+    assert out.index("## Leaderboard") < out.index("## Claims at matched compute")
+    assert "| rank" in out and "glue_avg" in out
+    claims = [line for line in lines if line.startswith("- ")]
+    assert len(claims) == 6 and "electra vs bert at matched FLOPs" in claims[0]
+
+
+def test_latex_report(results):
+    out = cli("report", "--results", str(results), "--format", "latex", "--task", "sst2")
+    assert out.count("\\begin{tabular}") == 2 and "\\begin{itemize}" in out and "budget\\_flops" in out
+
+
+def _image_kind(data: bytes) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    root = ET.fromstring(data)
+    assert root.tag.endswith("svg")
+    return "svg"
+
+
+def test_plots_written_as_png_and_svg(results, tmp_path):
+    cli("report", "--results", str(results), "--plots", str(tmp_path / "plots"))
+    files = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    stems = ("final_scores", "pretrain_loss", "score_vs_flops")
+    assert files == sorted(f"{s}.{e}" for s in stems for e in ("png", "svg"))
+    for p in (tmp_path / "plots").iterdir():
+        assert _image_kind(p.read_bytes()) == p.suffix[1:]
+    svg = (tmp_path / "plots" / "score_vs_flops.svg").read_text()
+    assert "pretraining FLOPs" in svg or "<path" in svg  # labels are drawn (as text or glyph paths)
+
+
+class _Html(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        d = dict(attrs)
+        self.tags.append((tag, d))
+        if "id" in d:
+            self.ids.add(d["id"])
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def test_html_report_is_self_contained(results, tmp_path):
+    out = tmp_path / "report.html"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--format", "html", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    text = out.read_text(encoding="utf-8")
+    parser = _Html()
+    parser.feed(text)
+    tags = [t for t, _ in parser.tags]
+    assert text.startswith("<!DOCTYPE html>") and {"claims", "leaderboard", "plots", "comparison",
+                                                     "provenance"} <= parser.ids
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", text)  # nothing fetched from anywhere
+    assert tags.count("table") >= 4  # claims, leaderboard, comparison, provenance
+    imgs = [a for t, a in parser.tags if t == "img"]
+    assert len(imgs) == 3
+    for a in imgs:
+        m = re.fullmatch(r"data:image/(png|svg\+xml);base64,([A-Za-z0-9+/=]+)", a["src"])
+        assert m, a["src"][:60]
+        assert _image_kind(base64.b64decode(m.group(2), validate=True)) == m.group(1).split("+")[0]
+        assert a.get("alt")
+    assert "the claim that electra beats bert holds at this scale" in text
+    assert "src-test" in text and "abc123" in text and "torch" in text  # provenance: code, packages, device
+    chromium = _chromium()
+    if chromium is None:
+        return  # structure checked; rendering needs a browser (skipped cleanly)
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    "--window-size=1280,3000", f"--screenshot={shot}", out.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1200
+    rows_with_ink = (pixels[..., :3].std(axis=(1, 2)) > 0.05).sum()
+    assert rows_with_ink > 800  # tables and plots drawn, not a blank page
+
+
+def test_empty_store_reports_cleanly(tmp_path):
+    Store(tmp_path / "results" / "bench.db").close()
+    md = cli("report", "--results", str(tmp_path / "results"))
+    assert md.splitlines()[0].startswith("| model") and "No finished fine-tuning runs match" in md
+    assert json.loads(cli("report", "--results", str(tmp_path / "results"), "--format", "json")) == []
+    html_text = cli("report", "--results", str(tmp_path / "results"), "--format", "html")
+    assert "<section id='plots'>" in html_text and "<img" not in html_text
+
+
+def test_report_after_a_real_curve_run(micro_project, monkeypatch):
+    """The acceptance path end to end: `bench run --curve`, then the HTML and JSON reports of that store."""
+    monkeypatch.chdir(micro_project)
+    r = CliRunner().invoke(main, ["run", "--quiet", "--curve", "--seeds", "1", "--epochs", "1"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    truth = _store_truth(micro_project / "results" / "bench.db")  # (model, task, fraction) -> seed scores
+    rows = json.loads(cli("report", "--format", "json"))
+    assert sorted((x["model"], x["score_median"], x["seeds"]) for x in rows) == sorted(
+        (m, statistics.median(v), len(v)) for (m, _, _), v in truth.items())
+    assert [x["model"] for x in rows].count("electra") == 5  # the whole curve: 1/16 ... 1 of the budget
+    cli("report", "--format", "html", "--out", "report.html")
+    text = (micro_project / "report.html").read_text(encoding="utf-8")
+    assert text.count("<img src='data:image/png;base64,") == 3
+    assert "electra vs bert at matched FLOPs" in text and "one seed gives no spread" in text
