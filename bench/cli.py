@@ -97,6 +97,12 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     click.echo(render(df, "md"))
     for line in verdict_lines(df, exp.control):
         click.echo(line)
+    if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
+        from bench.report import leaderboard, leaderboard_caption, render_leaderboard
+
+        board = leaderboard(df)
+        click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
+        click.echo(leaderboard_caption(board))
     click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "
                f"{summary.skipped} already in the store.")
     if summary.failed:

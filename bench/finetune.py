@@ -121,14 +121,10 @@ class ClsClassifier(nn.Module):
         return self.classifier(self.dropout(hidden[:, 0]))
 
 
-def load_encoder(
-    source: str | Path, *, dropout: float | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(encoder without pooler, tokenizer) from a save_pretrained folder or a cached hub id.
-
-    `dropout`, when given, sets the encoder's hidden and attention dropout.
-    """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def encoder_config(source: str | Path, *, dropout: float | None = None) -> tuple[str, Any]:
+    """(name to load from, its config) for a save_pretrained folder or a cached hub id; a clear
+    DataError if it is neither. Cheap: the harness calls it before any run starts."""
+    from transformers import AutoConfig
 
     path = Path(source).expanduser()
     local = path.is_dir()
@@ -137,11 +133,6 @@ def load_encoder(
         raise DataError(f"encoder folder {path} has no config.json: save the encoder with save_pretrained(folder)")
     try:
         config = AutoConfig.from_pretrained(name)
-        if dropout is not None:
-            for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-                if hasattr(config, attr):
-                    setattr(config, attr, dropout)
-        model = AutoModel.from_pretrained(name, config=config)
     except (OSError, ValueError) as e:
         where = f"the folder {path}" if local else f"{name!r} (not a local folder, and not in the hub cache)"
         raise DataError(
@@ -149,6 +140,27 @@ def load_encoder(
             f"save_pretrained, or a hub id downloaded once on a machine with hub access (it is then read "
             f"offline from the cache, HF_HOME)."
         ) from e
+    if dropout is not None:
+        for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if hasattr(config, attr):
+                setattr(config, attr, dropout)
+    return name, config
+
+
+def load_encoder(
+    source: str | Path, *, dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(encoder without pooler, tokenizer) from a save_pretrained folder or a cached hub id.
+
+    `dropout`, when given, sets the encoder's hidden and attention dropout.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    name, config = encoder_config(source, dropout=dropout)
+    try:
+        model = AutoModel.from_pretrained(name, config=config)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot load the encoder weights from {name}: {str(e).splitlines()[0]}") from e
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:

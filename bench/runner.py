@@ -102,7 +102,16 @@ class Runner:
 
     # --- the work -------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Fail before anything is written: every existing checkpoint named by hf:/path: must load."""
+        from bench.finetune import encoder_config
+
+        for pt in self.plan.pretrain_runs:
+            if pt.external:
+                encoder_config(self.checkpoint(pt, 1.0))
+
     def run(self) -> RunSummary:
+        self.check()
         start = time.perf_counter()
         by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         for pt in self.plan.pretrain_runs:
@@ -129,7 +138,8 @@ class Runner:
         except KeyboardInterrupt:
             self.store.fail(run_id, "interrupted")
             raise
-        except BenchError:
+        except BenchError as exc:  # a user error: recorded if the run had started, then reported
+            self.store.fail(run_id, str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run retried next time
             self.store.fail(run_id, "".join(traceback.format_exception(exc)))

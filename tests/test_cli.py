@@ -130,3 +130,39 @@ def test_path_checkpoint_and_own_pretraining_in_one_table(micro_project, monkeyp
 def test_missing_path_checkpoint_is_a_clear_error(micro_project, monkeypatch):
     r = invoke(["run", "--quiet", "--models", "path:/no/such/dir", "--control", "none"], micro_project, monkeypatch)
     assert r.exit_code != 0 and "/no/such/dir" in r.output
+
+
+def test_uncached_hub_checkpoint_is_a_clear_error_before_any_run(micro_project, monkeypatch):
+    r = invoke(["run", "--quiet", "--models", "bert,hf:no-such-org/no-such-electra"], micro_project, monkeypatch)
+    assert r.exit_code != 0
+    assert "no-such-org/no-such-electra" in r.output and "hub cache" in r.output
+    con = sqlite3.connect(micro_project / "results" / "bench.db")
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)  # nothing started
+
+
+def test_pair_and_regression_tasks_from_bench_toml(micro_project, monkeypatch):
+    rows = ["premise,hypothesis,label,similarity"]
+    for i in range(48):
+        same = i % 2 == 0
+        a = f"alpha beta sigma {'tau' if i % 3 else 'pi'}"
+        b = a if same else "gamma delta zeta eta"
+        rows.append(f"{a},{b},{'same' if same else 'different'},{4.5 if same else 0.5}")
+    folder = micro_project / "pairs"
+    folder.mkdir()
+    (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "dev.csv").write_text("\n".join(rows[:21]) + "\n", encoding="utf-8")
+    with open(micro_project / "bench.toml", "a", encoding="utf-8") as f:
+        f.write('\n[tasks.pairs]\nadapter = "csv"\ntrain = "pairs/train.csv"\ndev = "pairs/dev.csv"\n'
+                'text = ["premise", "hypothesis"]\nlabel = "label"\n'
+                '\n[tasks.similarity]\nadapter = "csv"\ntrain = "pairs/train.csv"\ndev = "pairs/dev.csv"\n'
+                'text = ["premise", "hypothesis"]\nlabel = "similarity"\n')
+    for task in ("pairs", "similarity"):
+        r = invoke(["run", "--quiet", "--models", "bert", "--control", "none", "--seeds", "1", "--task", task],
+                   micro_project, monkeypatch)
+        assert r.exit_code == 0, r.output
+    con = sqlite3.connect(micro_project / "results" / "bench.db")
+    metrics = {(task, name) for task, name in con.execute(
+        "SELECT r.task, m.name FROM runs r JOIN metrics m ON m.run_id = r.id WHERE r.kind = 'finetune'")}
+    assert ("pairs", "metric_accuracy") in metrics
+    assert ("similarity", "metric_pearson") in metrics and ("similarity", "metric_spearmanr") in metrics
+    assert con.execute("SELECT count(*) FROM runs WHERE kind='pretrain'").fetchone() == (1,)  # shared

@@ -368,3 +368,20 @@ def test_report_after_a_real_curve_run(micro_project, monkeypatch):
     text = (micro_project / "report.html").read_text(encoding="utf-8")
     assert text.count("<img src='data:image/png;base64,") == 3
     assert "electra vs bert at matched FLOPs" in text and "one seed gives no spread" in text
+
+
+def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
+    import pandas as pd
+
+    from bench.report import COLUMNS, GLUE_PAPER, _key, leaderboard
+
+    rows = []
+    for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):
+        rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, 1e13, 10, 1e13, 5.0, 100.0, 2.0, headline,
+                                       headline, headline, 3])))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    # MRPC's headline is F1 (0.80) but the paper's GLUE score counts its accuracy (0.70)
+    df.attrs[GLUE_PAPER] = {_key(rows[0]): 0.30, _key(rows[1]): 0.70, _key(rows[2]): 0.10}
+    board = leaderboard(df)
+    assert board.loc[0, "glue_avg"] == pytest.approx((0.30 + 0.70) / 2)
+    assert board.loc[0, "mrpc"] == pytest.approx(0.80)  # per-task columns keep the headline
