@@ -54,10 +54,6 @@ class BertBackend(Backend):
         loss, acc = mlm_loss(logits, input_ids.gather(1, positions), weights)
         return BackendOutput(loss, {"loss": loss.item(), "mlm_loss": loss.item(), "mlm_acc": acc})
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
-        """= loss(batch), so DDP / accelerate wrappers (which hook `forward`) see the step."""
-        return self.loss(batch)
-
     @staticmethod
     def analytic_step_flops(
         size: SizePreset, vocab_size: int, batch_size: int, seq_len: int, convention: str = "paper",

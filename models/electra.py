@@ -119,10 +119,6 @@ class ElectraBackend(Backend):
         }
         return BackendOutput(loss, metrics)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
-        """= loss(batch), so DDP / accelerate wrappers (which hook `forward`) see the step."""
-        return self.loss(batch)
-
     # ------------------------------------------------------------------ FLOPs
 
     @staticmethod

@@ -30,10 +30,6 @@ class ScratchBackend(Backend):
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         raise RuntimeError("the 'scratch' backend is never pretrained (pretrains = False): it has no loss")
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
-        """= loss(batch), so DDP / accelerate wrappers (which hook `forward`) see the step."""
-        return self.loss(batch)
-
     @staticmethod
     def analytic_step_flops(
         size: SizePreset, vocab_size: int, batch_size: int, seq_len: int, convention: str = "paper", **_: object,
