@@ -92,15 +92,14 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         f"results in {exp.results_dir}")
     runner = Runner(plan, progress=not exp.quiet, echo=click.echo)
     summary = runner.run()
-    df = comparison_table(runner.store, pretrain_ids=[p.id for p in plan.pretrain_runs], tasks=plan.task_names,
-                          fractions=sorted({f.fraction for f in plan.finetune_runs}))
+    df = comparison_table(runner.store, run_ids=[f.id for f in plan.finetune_runs])
     click.echo(render(df, "md"))
     for line in verdict_lines(df, exp.control):
         click.echo(line)
     if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
-        from bench.report import leaderboard, leaderboard_caption, render_leaderboard
+        from bench.report import leaderboard, leaderboard_caption, pretrain_frame, render_leaderboard
 
-        board = leaderboard(df)
+        board = leaderboard(df, pretrain_frame(runner.store))
         click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
         click.echo(leaderboard_caption(board))
     click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench.stats import GapCI, Speedup, bootstrap_median_gap, claim_sentence, range_gap, speedup, verdict
-from bench.store import Store
+from bench.store import Store, canonical_json
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_wall_s",
            "tokens_per_s", "finetune_wall_s", "score_median", "score_min", "score_max", "seeds"]
@@ -77,7 +77,9 @@ def finetune_frame(store: Store) -> pd.DataFrame:
                "pretrain_wall_s": parent.get("wall_s", 0.0) * (frac if frac < 1 else 1.0),
                "tokens_per_s": parent.get("tokens_per_s", 0.0), "score": m.get("score"),
                "finetune_wall_s": m.get("train_wall_s", 0.0) + m.get("eval_wall_s", 0.0),
-               "code_version": r["code_version"]}
+               "code_version": r["code_version"],
+               # runs with other fine-tuning settings (e.g. --epochs) are other rows, never extra seeds
+               "settings": canonical_json(r["spec"].get("settings", {}))}
         row.update({k: v for k, v in m.items() if k.startswith("metric_")})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -87,15 +89,16 @@ def _near(value: float, wanted: list[float]) -> bool:
     return any(abs(value - w) <= 1e-6 * max(abs(w), 1) for w in wanted)
 
 
-def filter_finetune(ft: pd.DataFrame, *, pretrain_ids: Iterable[str] | None = None,
+def filter_finetune(ft: pd.DataFrame, *, run_ids: Iterable[str] | None = None,
+                    pretrain_ids: Iterable[str] | None = None,
                     tasks: Iterable[str] | None = None, models: Iterable[str] | None = None,
                     sizes: Iterable[str] | None = None, budgets: Iterable[float] | None = None,
                     fractions: Iterable[float] | None = None) -> pd.DataFrame:
     """The report's filters. A budget filter keeps runs that spent no pretraining FLOPs (the control)."""
     if ft.empty:
         return ft
-    for col, wanted in (("pretrain_id", pretrain_ids), ("task", tasks), ("model", models), ("size", sizes),
-                        ("fraction", fractions)):
+    for col, wanted in (("run_id", run_ids), ("pretrain_id", pretrain_ids), ("task", tasks), ("model", models),
+                        ("size", sizes), ("fraction", fractions)):
         if wanted is not None:
             ft = ft[ft[col].isin(list(wanted))]
     if budgets is not None:
@@ -112,7 +115,7 @@ def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
         df.attrs[SEED_SCORES] = {}
         return df
     rows, scores_by_key, glue_by_key = [], {}, {}
-    for _, g in ft.groupby(["pretrain_id", "task", "fraction"], sort=False):
+    for _, g in ft.groupby(["pretrain_id", "task", "fraction", "settings"], sort=False):
         first = g.iloc[0]
         scores = [float(s) for s in g["score"]]
         rows.append({
@@ -135,14 +138,15 @@ def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def comparison_table(store: Store, *, pretrain_ids: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
+def comparison_table(store: Store, *, run_ids: Iterable[str] | None = None,
+                     pretrain_ids: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
                      models: Iterable[str] | None = None, sizes: Iterable[str] | None = None,
                      budgets: Iterable[float] | None = None, fractions: Iterable[float] | None = None) -> pd.DataFrame:
     """The comparison: seeds aggregated to median, min and max of the headline score.
 
     Columns exactly COLUMNS; the per-seed scores ride along in `df.attrs["seed_scores"]`.
     """
-    ft = filter_finetune(finetune_frame(store), pretrain_ids=pretrain_ids, tasks=tasks, models=models,
+    ft = filter_finetune(finetune_frame(store), run_ids=run_ids, pretrain_ids=pretrain_ids, tasks=tasks, models=models,
                          sizes=sizes, budgets=budgets, fractions=fractions)
     return comparison_from(ft)
 

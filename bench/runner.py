@@ -183,7 +183,8 @@ class Runner:
         if not pt.pretrains:
             for f in pt.checkpoint_fractions:
                 atomic_save(backend, out_dir / f"ckpt-{f:g}", save)
-            self.store.finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall)]
+            self.store.finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
+                                      Metric("params", _count(backend)), Metric("encoder_params", _count(backend.encoder()))]
                               + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             self.summary.pretrained += 1
             return
@@ -201,8 +202,8 @@ class Runner:
             Metric("data_wall_s", data_wall),
             Metric("planned_steps", plan.steps),
             Metric("budget_s" if pt.budget.is_time else "budget_flops", pt.budget.value),
-            Metric("params", sum(p.numel() for p in backend.parameters())),
-            Metric("encoder_params", sum(p.numel() for p in backend.encoder().parameters())),
+            Metric("params", _count(backend)),
+            Metric("encoder_params", _count(backend.encoder())),
         ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
         self.store.finish(pt.id, metrics)
         self.summary.pretrained += 1
@@ -230,6 +231,10 @@ class Runner:
         metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
         self.store.finish(ft.id, metrics)
         self.summary.finetuned += 1
+
+
+def _count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())  # parameters() counts a tied tensor once
 
 
 def _finetune_config_fields() -> set[str]:
