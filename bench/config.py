@@ -112,7 +112,9 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: malformed TOML: {exc}. Fix the syntax at that line.") from None
+            m = re.search(r"at line (\d+)", str(exc))
+            line = int(m.group(1)) if m else max(1, len(text.splitlines()))  # "at end of document": the last line
+            raise ConfigError(f"{path}, line {line}: malformed TOML: {exc}. Fix the syntax there.") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist (given with --config).")
     where = str(path) if text else "built-in defaults"
