@@ -85,6 +85,13 @@ class Experiment:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
+    from_cli: tuple[str, ...] = ()  # settings given as flags, so errors can point at the flag
+
+    def where(self, key: str) -> str:
+        """Where `key` was set: the flag, or the config file."""
+        if key in self.from_cli:
+            return f"--{key.replace('_', '-')}"
+        return self.config_file or "the defaults"
 
     @property
     def data_dir(self) -> Path | None:
@@ -120,6 +127,8 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
     where = str(path) if text else "built-in defaults"
     kwargs = _experiment_kwargs(raw, text, where)
     kwargs["config_file"] = str(path) if text else None
+    given = tuple(k for k, v in (overrides or {}).items() if v is not None)
+    kwargs["from_cli"] = given
     for key, value in (overrides or {}).items():
         if value is None:
             continue

@@ -96,20 +96,21 @@ def default_size() -> str:
 def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | None = None,
                     tasks: tuple[str, ...] | None = None) -> Plan:
     """Validate names against the registries and expand models x tasks x seeds into runs."""
-    where = exp.config_file or "the command line"
-    size = get_size(exp.size or default_size(), where=where)
+    size = get_size(exp.size or default_size(), where=exp.where("size"))
     budget = parse_budget(exp.budget if exp.budget is not None else size.budget_flops,
-                          convention=exp.budget_convention, where=f"{where}: budget")
+                          convention=exp.budget_convention, where=f"{exp.where('budget')}: budget")
     seeds = exp.seeds or size.seeds
     names = list(exp.models)
     if exp.control and exp.control not in names:
         names.append(exp.control)
     for name in names:
         if not name.startswith(EXTERNAL_PREFIXES):
-            MODELS.get(name, where=where)
+            MODELS.get(name, where=exp.where("models") if name in exp.models else exp.where("control"))
+    for name in exp.model_options:
+        MODELS.get(name, where=f"[models.{name}] in {exp.config_file}")
     task_names = tasks or (exp.task,)
     for t in task_names:
-        TASKS.get(t, where=where)
+        TASKS.get(t, where=exp.where("task"))
 
     data = {
         "corpus": exp.data_settings.corpus,

@@ -167,3 +167,15 @@ def test_pair_and_regression_tasks_from_bench_toml(micro_project, monkeypatch):
     assert ("pairs", "metric_accuracy") in metrics
     assert ("similarity", "metric_pearson") in metrics and ("similarity", "metric_spearmanr") in metrics
     assert con.execute("SELECT count(*) FROM runs WHERE kind='pretrain'").fetchone() == (1,)  # shared
+
+
+def test_options_for_an_unknown_model_name_the_table(micro_project, monkeypatch):
+    with open(micro_project / "bench.toml", "a", encoding="utf-8") as f:
+        f.write("\n[models.electar]\ndisc_weight = 10\n")
+    r = invoke(["run", "--quiet"], micro_project, monkeypatch)
+    assert r.exit_code != 0 and "[models.electar]" in r.output and "Did you mean 'electra'" in r.output
+
+
+def test_unknown_model_error_names_the_flag(micro_project, monkeypatch):
+    r = invoke(["run", "--models", "electra,nosuch"], micro_project, monkeypatch)
+    assert "unknown model 'nosuch' (in --models)" in r.output
