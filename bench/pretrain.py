@@ -29,7 +29,6 @@ class OptimSettings:
     weight_decay: float = 0.01
     adam_eps: float = 1e-6
     max_grad_norm: float = 1.0
-    warmup_fraction: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,10 @@ class PretrainPlan:
     batch_size: int
     seq_len: int
     steps: int  # for a time budget: 0, the loop runs until `time_budget_s` has passed
-    warmup_steps: int
     flops_per_step: dict[str, float]  # convention -> analytic FLOPs of one optimiser step
     checkpoint_steps: dict[float, int]  # budget fraction -> step after which the encoder is saved
     time_budget_s: float | None = None  # matched wall-clock instead of matched FLOPs
-    warmup_fraction: float = 0.0
+    warmup_fraction: float = 0.0  # share of the budget (steps or seconds) spent warming up
 
     def flops_at(self, step: int, convention: str | None = None) -> float:
         return step * self.flops_per_step[convention or self.convention]
@@ -65,7 +63,7 @@ def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, 
     fractions = sorted(set(checkpoint_fractions) | {1.0})
     if time_budget_s is not None:  # matched time: steps follow from speed; checkpoints from the clock
         return PretrainPlan(budget_flops=0.0, convention=convention, batch_size=batch_size, seq_len=seq_len,
-                            steps=0, warmup_steps=0, flops_per_step=per_step,
+                            steps=0, flops_per_step=per_step,
                             checkpoint_steps={f: 0 for f in fractions}, time_budget_s=time_budget_s,
                             warmup_fraction=warmup_fraction)
     steps = steps_for_budget(budget_flops, per_step[convention])
@@ -75,7 +73,6 @@ def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, 
         batch_size=batch_size,
         seq_len=seq_len,
         steps=steps,
-        warmup_steps=int(round(warmup_fraction * steps)),
         flops_per_step=per_step,
         checkpoint_steps={f: steps_for_budget(f * budget_flops, per_step[convention]) for f in fractions},
         warmup_fraction=warmup_fraction,

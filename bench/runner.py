@@ -193,7 +193,7 @@ class Runner:
                                 checkpoint_fractions=pt.checkpoint_fractions,
                                 time_budget_s=pt.budget.value if pt.budget.is_time else None)
         opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
-                            max_grad_norm=pt.max_grad_norm, warmup_fraction=pt.warmup_fraction)
+                            max_grad_norm=pt.max_grad_norm)
         blocks = load_blocks(data)
         result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
                           seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,

@@ -29,7 +29,7 @@ def measure(model: str, size: str, batch: int, steps: int, warmup: int, seq: int
     ids = torch.randint(104 if preset.vocab_size > 103 else 5, preset.vocab_size, (batch * (steps + warmup), seq))
     ids[:, 0], ids[:, -1] = tok.cls_id, tok.sep_id
     per_step = backend.flops_per_step(batch, seq, "paper").total
-    opt = OptimSettings(lr=preset.pretrain_lr, warmup_fraction=0.1)
+    opt = OptimSettings(lr=preset.pretrain_lr)
     with tempfile.TemporaryDirectory() as tmp:
         warm = plan_pretraining(backend, budget_flops=warmup * per_step, convention="paper", batch_size=batch,
                                 seq_len=seq, warmup_fraction=0.1)
