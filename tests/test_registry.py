@@ -27,3 +27,19 @@ def test_throwaway_entry_inline():
     assert [(e.name, e.description) for e in reg.entries() if e.name == "spin"] == [("spin", "a test widget")]
     reg.remove("spin")
     assert "spin" not in reg
+
+
+def test_entry_point_plugins_load_lazily(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import bench.registry as registry
+
+    ep = EntryPoint(name="plugbert", value="models.bert:BertBackend", group="bench.models")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "bench.models" else [])
+    reg = Registry("model", "bench.models", "models")  # fresh: discovery runs with the fake group
+    entry = next(e for e in reg.entries() if e.name == "plugbert")
+    assert entry.obj is None and entry.source == "entry point models.bert:BertBackend"  # not imported yet
+    from models.bert import BertBackend
+
+    assert reg.get("plugbert") is BertBackend
+    assert "electra" in reg.names()  # built-ins still there
