@@ -7,7 +7,6 @@ spends the same FLOPs to within one step.
 
 from __future__ import annotations
 
-import math
 import resource
 import shutil
 import time
@@ -19,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from bench.backend import CONVENTIONS, Backend
+from bench.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.schedule import linear_schedule
 from bench.store import Metric
 
@@ -49,11 +49,9 @@ class PretrainPlan:
         return step * self.flops_per_step[convention or self.convention]
 
 
-def steps_for_budget(budget_flops: float, flops_per_step: float) -> int:
-    """The fewest whole steps whose FLOPs reach the budget (so spent - budget < one step)."""
-    if flops_per_step <= 0:
-        raise ValueError("a pretraining step must cost a positive number of FLOPs")
-    return max(1, math.ceil(budget_flops / flops_per_step - 1e-9))
+def checkpoint_dir(run_dir: Path, fraction: float) -> Path:
+    """Where the encoder saved after `fraction` of the budget lives: run_dir/ckpt-<fraction>."""
+    return run_dir / f"ckpt-{fraction:g}"
 
 
 def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, batch_size: int, seq_len: int,
@@ -203,7 +201,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 frac, _ = pending.pop(0)
                 points[frac] = (step, plan.flops_at(step))
                 if accelerator.is_main_process:
-                    checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), out_dir / f"ckpt-{frac:g}", save)
+                    checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
             accelerator.wait_for_everyone()
             if done:
                 break

@@ -81,7 +81,9 @@ class Runner:
         if pt.external:
             kind, _, ref = pt.external.partition(":")
             return ref
-        return str(self.run_dir(pt.id) / f"ckpt-{fraction:g}")
+        from bench.pretrain import checkpoint_dir
+
+        return str(checkpoint_dir(self.run_dir(pt.id), fraction))
 
     def _pretrain_complete(self, pt: PretrainRun) -> bool:
         if not self.store.is_done(pt.id):
@@ -154,7 +156,7 @@ class Runner:
         import torch
 
         from bench.backend import CONVENTIONS
-        from bench.pretrain import OptimSettings, atomic_save, plan_pretraining, pretrain
+        from bench.pretrain import OptimSettings, atomic_save, checkpoint_dir, plan_pretraining, pretrain
         from bench.pretrain_data import load_blocks
         from bench.tokenizer import load_tokenizer
 
@@ -182,7 +184,7 @@ class Runner:
 
         if not pt.pretrains:
             for f in pt.checkpoint_fractions:
-                atomic_save(backend, out_dir / f"ckpt-{f:g}", save)
+                atomic_save(backend, checkpoint_dir(out_dir, f), save)
             self.store.finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
                                       Metric("params", _count(backend)), Metric("encoder_params", _count(backend.encoder()))]
                               + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
