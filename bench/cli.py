@@ -156,14 +156,13 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     interval over fine-tuning seeds and, with curves (`bench run --curve`), the compute each
     needs to reach the other's best score.
     """
-    from bench.errors import BenchError as _BE
     from bench.report import build_report, render_report
     from bench.runner import DB_NAME
     from bench.store import Store
 
     db = Path(results) / DB_NAME
     if not db.exists():
-        raise _BE(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
+        raise BenchError(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
     ctrl = None if control.lower() in ("none", "") else control
     with Store(db) as store:
         rep = build_report(store, tasks=task or None, models=model or None, sizes=size or None,
