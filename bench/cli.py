@@ -72,7 +72,7 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     """
     from bench.config import load_experiment
     from bench.plan import plan_experiment
-    from bench.report import comparison_table, render, verdict_lines
+    from bench.results.report import comparison_table, render, verdict_lines
     from bench.runner import Runner, register_config_tasks
 
     if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
@@ -97,7 +97,7 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     for line in verdict_lines(df, exp.control):
         click.echo(line)
     if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
-        from bench.report import leaderboard, leaderboard_caption, pretrain_frame, render_leaderboard
+        from bench.results.report import leaderboard, leaderboard_caption, pretrain_frame, render_leaderboard
 
         board = leaderboard(df, pretrain_frame(runner.store))
         click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
@@ -156,9 +156,9 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     interval over fine-tuning seeds and, with curves (`bench run --curve`), the compute each
     needs to reach the other's best score.
     """
-    from bench.report import build_report, render_report
+    from bench.results.report import build_report, render_report
     from bench.runner import DB_NAME
-    from bench.store import Store
+    from bench.results.store import Store
 
     db = Path(results) / DB_NAME
     if not db.exists():
@@ -169,7 +169,7 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
                            budgets=budget or None, control=ctrl)
     images = []
     if fmt == "html" or plots_dir:
-        from bench.plots import report_plots, write_plots
+        from bench.results.plots import report_plots, write_plots
 
         images = report_plots(rep)
         if plots_dir:
@@ -219,7 +219,7 @@ def list_cmd() -> None:
 def flops(model: str, size: str, steps: int, batch: int | None, seq: int, convention: str, inference: bool,
           measure: bool, as_json: bool) -> None:
     """Analytic FLOPs of a backend, per component (the paper's convention or what the code executes)."""
-    from bench.flops import flops_report
+    from bench.train.flops import flops_report
     from bench.registry import MODELS
     from models.sizes import get_size
 

@@ -183,7 +183,7 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
             f"choose one of {', '.join(CONVENTIONS)}."
         )
     if exp.budget is not None:
-        from bench.budget import parse_budget
+        from bench.train.budget import parse_budget
 
         parse_budget(exp.budget, convention=exp.budget_convention, where=f"{where}: budget")
     if exp.seeds is not None and exp.seeds < 1:

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("bench", "models", "tasks")
 # Modules that only present stored results: changing them cannot change a number, so they stay
 # out of the code version and a report change never invalidates finished runs.
-PRESENTATION = {"bench/cli.py", "bench/report.py", "bench/stats.py", "bench/plots.py", "bench/html_report.py"}
+PRESENTATION = {"bench/cli.py", "bench/results/report.py", "bench/results/stats.py", "bench/results/plots.py",
+                "bench/results/html_report.py"}
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from bench.budget import Budget, parse_budget
+from bench.train.budget import Budget, parse_budget
 from bench.config import Experiment
 from bench.environment import code_version
 from bench.errors import ConfigError
 from bench.registry import MODELS, TASKS
-from bench.store import canonical_json
+from bench.results.store import canonical_json
 from models.sizes import SizePreset, get_size
 
 CURVE_FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 1.0)  # the paper's Table 1 rows: 1/16 ... 1 of the budget

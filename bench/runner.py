@@ -18,7 +18,7 @@ from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.registry import MODELS, TASKS
-from bench.store import Metric, Store
+from bench.results.store import Metric, Store
 
 DB_NAME = "bench.db"
 FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
@@ -81,7 +81,7 @@ class Runner:
         if pt.external:
             kind, _, ref = pt.external.partition(":")
             return ref
-        from bench.pretrain import checkpoint_dir
+        from bench.train.pretrain import checkpoint_dir
 
         return str(checkpoint_dir(self.run_dir(pt.id), fraction))
 
@@ -95,7 +95,7 @@ class Runner:
 
     def data(self):
         if self._data is None:
-            from bench.pretrain_data import DataSpec, prepare_pretraining_data
+            from bench.data.pretrain_data import DataSpec, prepare_pretraining_data
 
             spec = DataSpec(**next(p.data for p in self.plan.pretrain_runs if p.data))
             self._data = prepare_pretraining_data(spec, self.exp.data_dir, self.results / "cache",
@@ -106,7 +106,7 @@ class Runner:
 
     def check(self) -> None:
         """Fail before anything is written: every existing checkpoint named by hf:/path: must load."""
-        from bench.finetune import encoder_config
+        from bench.train.finetune import encoder_config
 
         for pt in self.plan.pretrain_runs:
             if pt.external:
@@ -156,9 +156,9 @@ class Runner:
         import torch
 
         from bench.backend import CONVENTIONS
-        from bench.pretrain import OptimSettings, atomic_save, checkpoint_dir, plan_pretraining, pretrain
-        from bench.pretrain_data import load_blocks
-        from bench.tokenizer import load_tokenizer
+        from bench.train.pretrain import OptimSettings, atomic_save, checkpoint_dir, plan_pretraining, pretrain
+        from bench.data.pretrain_data import load_blocks
+        from bench.data.tokenizer import load_tokenizer
 
         if pt.external:
             self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=0.0)
@@ -211,7 +211,7 @@ class Runner:
         self.summary.pretrained += 1
 
     def _finetune(self, ft: FinetuneRun, parent: PretrainRun) -> None:
-        from bench.finetune import FinetuneConfig, finetune
+        from bench.train.finetune import FinetuneConfig, finetune
 
         task = TASKS.get(ft.task)
         cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
@@ -240,6 +240,6 @@ def _count(module: Any) -> int:
 
 
 def _finetune_config_fields() -> set[str]:
-    from bench.finetune import FinetuneConfig
+    from bench.train.finetune import FinetuneConfig
 
     return {f.name for f in dataclasses.fields(FinetuneConfig)}

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.pretrain_data import DataSpec, load_blocks, prepare_pretraining_data
+from bench.data.pretrain_data import DataSpec, load_blocks, prepare_pretraining_data
 
 PHASES = (
     ("read", "read + parse corpus"),

@@ -64,7 +64,7 @@ def main() -> None:
     import torch
     from transformers import ElectraConfig, ElectraModel
 
-    from bench.finetune import FinetuneConfig, finetune
+    from bench.train.finetune import FinetuneConfig, finetune
     from tasks.glue import GLUE_TASKS
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ import time
 import torch
 from tabulate import tabulate
 
-from bench.flops import default_token_info, measure_step_flops, paper_script_flops
+from bench.train.flops import default_token_info, measure_step_flops, paper_script_flops
 from bench.registry import MODELS
 from models.sizes import SIZES
 

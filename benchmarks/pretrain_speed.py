@@ -2,7 +2,7 @@
 
     python benchmarks/pretrain_speed.py [--sizes tiny] [--batch 32] [--steps 20] [--warmup 3]
 
-Runs the harness's own loop (bench.pretrain.pretrain) on random full blocks, so the numbers are
+Runs the harness's own loop (bench.train.pretrain.pretrain) on random full blocks, so the numbers are
 what `bench run` gets. On a GPU with a known peak (bench/hardware.py) MFU is printed too.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.flops import default_token_info
-from bench.pretrain import OptimSettings, plan_pretraining, pretrain
+from bench.train.flops import default_token_info
+from bench.train.pretrain import OptimSettings, plan_pretraining, pretrain
 from bench.registry import MODELS
 from models.sizes import SIZES
 

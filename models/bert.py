@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import ElectraModel
 
-from bench import flops
+from bench.train import flops
 from bench.backend import Backend, BackendOutput, FlopBreakdown, TokenInfo
-from bench.flops import EncoderShape
+from bench.train.flops import EncoderShape
 from bench.registry import register_model
 from models._common import (
     TiedMLMHead,

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from transformers import ElectraModel
 from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
 
-from bench import flops
+from bench.train import flops
 from bench.backend import Backend, BackendOutput, FlopBreakdown, TokenInfo
-from bench.flops import EncoderShape
+from bench.train.flops import EncoderShape
 from bench.registry import register_model
 from models._common import (
     TiedMLMHead,

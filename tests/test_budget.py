@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from bench.budget import parse_budget
+from bench.train.budget import parse_budget
 from bench.errors import ConfigError
-from bench.pretrain import steps_for_budget
+from bench.train.pretrain import steps_for_budget
 
 
 @pytest.mark.parametrize("budget,per_step,steps", [(100.0, 10.0, 10), (101.0, 10.0, 11), (99.0, 10.0, 10),

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import pretrain_data
+from bench.data import pretrain_data
 from bench.backend import TokenInfo
-from bench.corpus import CorpusSource, iter_documents, resolve_corpus, wikitext_documents
+from bench.data.corpus import CorpusSource, iter_documents, resolve_corpus, wikitext_documents
 from bench.errors import DataError
-from bench.pretrain_data import DataSpec, load_blocks, pack_document, prepare_pretraining_data, split_sentences
-from bench.tokenizer import (
+from bench.data.pretrain_data import DataSpec, load_blocks, pack_document, prepare_pretraining_data, split_sentences
+from bench.data.tokenizer import (
     SPECIAL_TOKENS,
     load_tokenizer,
     token_info,

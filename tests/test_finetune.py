@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError, DataError
-from bench.finetune import (
+from bench.train.finetune import (
     COLLAPSE_WARNING,
     ClsClassifier,
     FinetuneConfig,
@@ -138,7 +138,7 @@ def test_head_is_cls_dropout_linear_without_pooler(tmp_path):
 
 
 def test_schedule_warms_up_then_decays_to_zero():
-    from bench.schedule import linear_schedule
+    from bench.train.schedule import linear_schedule
 
     f = linear_schedule(warmup=10, total=100)
     assert [f(0), f(5), f(10), f(55), f(100)] == pytest.approx([0.0, 0.5 * 0.95, 0.9, 0.45, 0.0])
@@ -210,7 +210,7 @@ def test_learns_a_separable_task(good_run):
     assert sum(losses[-5:]) < sum(losses[:5])
     assert result.train_wall_s > 0 and result.eval_wall_s > 0
     assert 0.99 < result.cls_cosine <= 1  # a random init's [CLS] is nearly constant too ...
-    assert result.warnings == []  # ... which is not a collapse: it fine-tunes (see bench.finetune)
+    assert result.warnings == []  # ... which is not a collapse: it fine-tunes (see bench.train.finetune)
 
 
 def test_same_seed_same_result(encoder_dir, good_task, good_run):

@@ -7,9 +7,9 @@ import time
 import pytest
 import torch
 
-from bench import flops
+from bench.train import flops
 from bench.backend import FlopBreakdown, TokenInfo
-from bench.flops import (
+from bench.train.flops import (
     EncoderShape,
     PaperTransformer,
     default_token_info,

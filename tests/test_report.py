@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.report import COLUMNS, build_report, comparison_table, leaderboard, pair_claims, verdict_lines
-from bench.store import Metric, Store
+from bench.results.report import COLUMNS, build_report, comparison_table, leaderboard, pair_claims, verdict_lines
+from bench.results.store import Metric, Store
 
 # --- a synthetic store: runs written straight into a Store, no training ------------------------------
 
@@ -373,7 +373,7 @@ def test_report_after_a_real_curve_run(micro_project, monkeypatch):
 def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
     import pandas as pd
 
-    from bench.report import COLUMNS, GLUE_PAPER, _key, leaderboard
+    from bench.results.report import COLUMNS, GLUE_PAPER, _key, leaderboard
 
     rows = []
     for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from bench.stats import (GapCI, Speedup, bootstrap_median_gap, claim_sentence, flops_to_reach, gap_distribution,
+from bench.results.stats import (GapCI, Speedup, bootstrap_median_gap, claim_sentence, flops_to_reach, gap_distribution,
                          median_distribution, range_gap, speedup, verdict)
 
 

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from bench.store import Metric, Store
+from bench.results.store import Metric, Store
 
 
 def test_round_trip(tmp_path):

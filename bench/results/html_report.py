@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.report import (LEVEL, claims_frame, display_frame, leaderboard_caption, render, render_leaderboard)
+from bench.results.report import (LEVEL, claims_frame, display_frame, leaderboard_caption, render, render_leaderboard)
 
 if TYPE_CHECKING:
-    from bench.plots import PlotImage
-    from bench.report import PairClaim, Report
+    from bench.results.plots import PlotImage
+    from bench.results.report import PairClaim, Report
 
 CSS = """
 :root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #ffffff; --soft: #f5f7f9;

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.errors import ConfigError, DataError
-from bench.schedule import linear_schedule
+from bench.train.schedule import linear_schedule
 from bench.task import Task
 
 if TYPE_CHECKING:

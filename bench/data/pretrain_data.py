@@ -38,9 +38,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.backend import TokenInfo
-from bench.corpus import CorpusSource, resolve_corpus
+from bench.data.corpus import CorpusSource, resolve_corpus
 from bench.errors import ConfigError, DataError
-from bench.tokenizer import VOCAB_FILE, load_tokenizer, token_info, tokenizer_from_vocab, train_wordpiece
+from bench.data.tokenizer import VOCAB_FILE, load_tokenizer, token_info, tokenizer_from_vocab, train_wordpiece
 
 FORMAT_VERSION = 1  # bump whenever splitting, packing or the files written change
 BLOCKS_FILE = "blocks.npy"

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from bench.backend import CONVENTIONS, Backend
-from bench.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
-from bench.schedule import linear_schedule
-from bench.store import Metric
+from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
+from bench.train.schedule import linear_schedule
+from bench.results.store import Metric
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def _peak_memory_mb() -> float:
 def _mfu(achieved_flops_per_s: float, mixed: str) -> float | None:
     if not torch.cuda.is_available():
         return None
-    from bench.hardware import peak_flops
+    from bench.train.hardware import peak_flops
 
     tf32 = torch.backends.cuda.matmul.allow_tf32
     peak = peak_flops(torch.cuda.get_device_name(0), "bf16" if mixed == "bf16" else ("tf32" if tf32 else "fp32"))

@@ -32,7 +32,7 @@ class Budget:
 
 def reference_flops(name: str, convention: str = "paper") -> float:
     """Total training FLOPs of one of the paper's reference runs, under `convention`."""
-    from bench.flops import flops_report
+    from bench.train.flops import flops_report
 
     model, size, steps, batch, seq = REFERENCE_RUNS[name]
     return float(flops_report(model, size, steps=steps, batch=batch, seq=seq, convention=convention,

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.report import Report
+    from bench.results.report import Report
 
 PANEL_W, PANEL_H = 5.2, 3.8  # inches per subplot
 DPI = 110

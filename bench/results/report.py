@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.stats import GapCI, Speedup, bootstrap_median_gap, claim_sentence, range_gap, speedup, verdict
-from bench.store import Store, canonical_json
+from bench.results.stats import GapCI, Speedup, bootstrap_median_gap, claim_sentence, range_gap, speedup, verdict
+from bench.results.store import Store, canonical_json
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_wall_s",
            "tokens_per_s", "finetune_wall_s", "score_median", "score_min", "score_max", "seeds"]
@@ -532,7 +532,7 @@ def render_report(report: Report, fmt: str = "md", *, images: list[Any] | None =
     if fmt in ("csv", "json"):
         return render(report.comparison, fmt)
     if fmt == "html":
-        from bench.html_report import render_html
+        from bench.results.html_report import render_html
 
         return render_html(report, images or [])
     tasks = sorted(report.comparison["task"].unique()) if not report.comparison.empty else []

@@ -1,0 +1,1 @@
+"""Data preparation: corpus -> tokenizer -> packed pretraining blocks, cached by content."""

@@ -1,0 +1,1 @@
+"""Results: the SQLite store and everything that reads it (statistics, reports, plots)."""

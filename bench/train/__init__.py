@@ -1,0 +1,1 @@
+"""Training: the pretraining and fine-tuning loops, their schedule, FLOP accounting and budgets."""
