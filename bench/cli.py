@@ -9,25 +9,45 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors -> one line and exit 2; SIGINT/SIGTERM -> one line and exit 130/143, no traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        old = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupted)  # SIGTERM (SLURM, kill) unwinds like Ctrl-C
         try:
             return fn(*args, **kwargs)
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            what = str(exc) if isinstance(exc, Interrupted) else "interrupted by SIGINT"
+            click.echo(f"{what}. Finished runs are kept in the store; re-run the same command to continue "
+                       f"(an interrupted pretraining run resumes from its last resume state).", err=True)
+            sys.exit(128 + int(signum))
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, old)
 
     return wrapper
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -102,8 +122,10 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         board = leaderboard(df, pretrain_frame(runner.store))
         click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
         click.echo(leaderboard_caption(board))
+    extra = "".join(f", {n} {what}" for n, what in ((summary.resumed, "resumed from a resume state"),
+                                                     (summary.retried, "retried after a failed or dead attempt")) if n)
     click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "
-               f"{summary.skipped} already in the store.")
+               f"{summary.skipped} already in the store{extra}.")
     if summary.failed:
         click.echo(f"{len(summary.failed)} run(s) failed (recorded in the store; re-run to retry):", err=True)
         for f in summary.failed:
@@ -165,6 +187,7 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
         raise BenchError(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
     ctrl = None if control.lower() in ("none", "") else control
     with Store(db) as store:
+        store.check_integrity()  # a damaged store is an error, never a silently partial report
         rep = build_report(store, tasks=task or None, models=model or None, sizes=size or None,
                            budgets=budget or None, control=ctrl)
     images = []

@@ -48,6 +48,8 @@ class PretrainSettings:
     log_every: int = 10
     checkpoint_fractions: tuple[float, ...] = (1.0,)
     precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32, bf16
+    resume_every_steps: int = 200  # write the resume state every N steps (0 = never by count)
+    resume_every_minutes: float = 10.0  # ... and every M minutes (0 = never by time); always on SIGINT/SIGTERM
 
 
 @dataclass(frozen=True)

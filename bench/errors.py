@@ -17,3 +17,28 @@ class UnknownNameError(BenchError):
 
 class DataError(BenchError):
     """Missing or malformed data (corpus, vocabulary, task files)."""
+
+
+class StoreError(BenchError):
+    """The results store cannot be opened, read or written (damaged, newer, unwritable, full)."""
+
+
+class RunFailure(Exception):
+    """A run ended without a result for a reason of its own (e.g. divergence), not the user's input.
+
+    The runner records it in the store, skips what depends on the run, and goes on with the rest.
+    """
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run in flight is recorded as interrupted and `bench run` exits.
+
+    A KeyboardInterrupt, so that nothing on the way up mistakes it for an ordinary error.
+    """
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}" + (f": {detail}" if detail else ""))

@@ -6,6 +6,7 @@ A run already `done` in the store is skipped; a failed or interrupted one is ret
 from __future__ import annotations
 
 import dataclasses
+import errno
 import shutil
 import time
 import traceback
@@ -15,10 +16,10 @@ from typing import Any, Callable
 
 from bench.config import Experiment, FinetuneSettings
 from bench.environment import code_version, environment, git_sha
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.registry import MODELS, TASKS
-from bench.results.store import Metric, Store
+from bench.results.store import Claim, Metric, Store
 
 DB_NAME = "bench.db"
 FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
@@ -29,6 +30,8 @@ class RunSummary:
     pretrained: int = 0
     finetuned: int = 0
     skipped: int = 0
+    retried: int = 0  # runs taken over from a failed, interrupted or dead attempt
+    resumed: int = 0  # pretraining runs continued from a resume state
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -55,8 +58,12 @@ def register_config_tasks(exp: Experiment) -> None:
 
 
 class Runner:
-    def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print,
+                 poll_s: float = 5.0) -> None:
         self.plan = plan
+        self.poll_s = poll_s  # how often to look again at runs other processes hold
+        self._by_id = {pt.id: pt for pt in plan.pretrain_runs}
+        self._gave_up: set[str] = set()  # runs that failed in this process: not retried, dependants skipped
         self.exp = plan.experiment
         self.progress = progress
         self.echo = echo
@@ -113,55 +120,129 @@ class Runner:
                 encoder_config(self.checkpoint(pt, 1.0))
 
     def run(self) -> RunSummary:
+        """Work through the plan in order, pretraining first, sharing the store with other processes.
+
+        A run is claimed before it starts; one that is done is skipped, one held by a live
+        process is left to it (a fine-tuning run whose pretraining is held elsewhere waits
+        for its checkpoint), one whose owner died is taken over. The plan is finished when
+        every run is done here, done elsewhere, or failed.
+        """
         self.check()
         start = time.perf_counter()
-        by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
-        for pt in self.plan.pretrain_runs:
-            if self._pretrain_complete(pt):
-                self.summary.skipped += 1
-                continue
-            self._guard(pt.id, lambda pt=pt: self._pretrain(pt))
-        for ft in self.plan.finetune_runs:
-            if self.store.is_done(ft.id):
-                self.summary.skipped += 1
-                continue
-            parent = by_id[ft.pretrain_id]
-            if not self._pretrain_complete(parent):
-                self.summary.failed.append(f"{ft.model}/{ft.task}/seed {ft.seed}: its pretraining run failed")
-                continue
-            self._guard(ft.id, lambda ft=ft, parent=parent: self._finetune(ft, parent))
+        pending: list[PretrainRun | FinetuneRun] = [*self.plan.pretrain_runs, *self.plan.finetune_runs]
+        waiting_for: set[str] = set()
+        with self.store.heartbeats():
+            while pending:
+                blocked: dict[str, str] = {}  # run id -> the owner it waits for
+                ran = False
+                for run in list(pending):
+                    outcome = self._step(run, blocked)
+                    if outcome == "wait":
+                        continue
+                    pending.remove(run)
+                    if outcome == "ran":
+                        ran = True
+                        break  # rescan from the top: plan order, and others' progress, count
+                if pending and not ran:
+                    owners = sorted(set(blocked.values()) - {""})
+                    if owners and set(owners) != waiting_for:
+                        self.echo(f"waiting for {len(blocked)} run(s) held by other processes ({', '.join(owners)})")
+                        waiting_for = set(owners)
+                    time.sleep(self.poll_s)
         self.summary.wall_s = time.perf_counter() - start
         return self.summary
 
+    def _step(self, run: PretrainRun | FinetuneRun, blocked: dict[str, str]) -> str:
+        """Try one run: "ran", "skipped" (done or given up) or "wait" (held elsewhere)."""
+        if isinstance(run, FinetuneRun):
+            parent = self._by_id[run.pretrain_id]
+            if parent.id in self._gave_up:
+                self.summary.failed.append(f"{run.model}/{run.task}/seed {run.seed}: its pretraining run failed")
+                return "skipped"
+            if not self._pretrain_complete(parent):
+                blocked[run.id] = ""  # its pretraining is still to come, here or elsewhere
+                return "wait"
+        elif self.store.is_done(run.id) and not self._pretrain_complete(run):
+            self.store.reopen(run.id, "its checkpoint folders were missing; pretrained again")
+        if self.store.is_done(run.id):  # a read first: a re-run of a finished plan writes nothing
+            self.summary.skipped += 1
+            return "skipped"
+        claim = self._claim(run)
+        if claim.outcome == "done":
+            self.summary.skipped += 1
+            return "skipped"
+        if claim.outcome == "busy":
+            blocked[run.id] = claim.owner or ""
+            return "wait"
+        if claim.attempt > 1:
+            self.summary.retried += 1
+        if isinstance(run, PretrainRun):
+            self._guard(run.id, lambda: self._pretrain(run))
+        else:
+            self._guard(run.id, lambda: self._finetune(run, self._by_id[run.pretrain_id]))
+        return "ran"
+
+    def _claim(self, run: PretrainRun | FinetuneRun) -> Claim:
+        common = dict(spec=run.spec(), code_version=code_version(), git_sha=git_sha(), environment=self.env,
+                      size=run.size, model=run.model)
+        if isinstance(run, PretrainRun):
+            budget = None if run.budget.is_time else (run.budget.value if run.pretrains and not run.external else 0.0)
+            return self.store.claim(run.id, kind="pretrain", budget=budget, **common)
+        parent = self._by_id[run.pretrain_id]
+        budget = None if parent.budget.is_time else parent.budget.value * run.fraction
+        return self.store.claim(run.id, kind="finetune", task=run.task, budget=budget, seed=run.seed,
+                                parent_id=parent.id, **common)
+
     def _guard(self, run_id: str, work: Callable[[], None]) -> None:
-        """Run one unit of work; a failure is recorded in the store and the rest goes on."""
+        """Run one claimed unit of work. Its failure is recorded in the store; a run's own failure
+        (divergence, a bug) lets the rest go on, a user error or an interrupt stops `bench run`."""
         try:
             work()
-        except KeyboardInterrupt:
-            self.store.fail(run_id, "interrupted")
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
+            self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
-        except BenchError as exc:  # a user error: recorded if the run had started, then reported
-            self.store.fail(run_id, str(exc))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                self._fail_and_go_on(run_id, exc)
+                return
+            where = f" writing {exc.filename}" if exc.filename else ""
+            self._record_failure(run_id, f"disk full{where}")
+            raise BenchError(f"the disk is full{where} ({exc.strerror}). Free space on that filesystem, or point "
+                             f"--results at another folder, then re-run to continue.") from None
+        except BenchError as exc:  # a user error: recorded, then reported
+            self._record_failure(run_id, str(exc))
             raise
+        except RunFailure as exc:  # the run's own failure, already explained
+            self._record_failure(run_id, str(exc))
+            self._gave_up.add(run_id)
+            self.summary.failed.append(f"{run_id}: {exc}")
+            self.echo(f"run {run_id} failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run retried next time
-            self.store.fail(run_id, "".join(traceback.format_exception(exc)))
-            self.summary.failed.append(f"{run_id}: {type(exc).__name__}: {exc}")
-            self.echo(f"run {run_id} failed: {type(exc).__name__}: {exc} (recorded; re-run to retry)")
+            self._fail_and_go_on(run_id, exc)
 
-    def _start(self, run_id: str, kind: str, model: str, spec: dict[str, Any], **kw: Any) -> None:
-        self.store.start(run_id, kind=kind, model=model, spec=spec, code_version=code_version(),
-                         git_sha=git_sha(), environment=self.env, **kw)
+    def _fail_and_go_on(self, run_id: str, exc: BaseException) -> None:
+        self._record_failure(run_id, "".join(traceback.format_exception(exc)))
+        self._gave_up.add(run_id)
+        self.summary.failed.append(f"{run_id}: {type(exc).__name__}: {exc}")
+        self.echo(f"run {run_id} failed: {type(exc).__name__}: {exc} (recorded; re-run to retry)")
+
+    def _record_failure(self, run_id: str, error: str) -> None:
+        try:
+            self.store.fail(run_id, error)
+        except StoreError as exc:  # e.g. the disk is full for the store too: say so, keep the first error
+            self.echo(f"warning: could not record the failure of {run_id} in the store: {exc}")
 
     def _pretrain(self, pt: PretrainRun) -> None:
         import torch
 
         from bench.backend import CONVENTIONS
-        from bench.train.pretrain import OptimSettings, atomic_save, checkpoint_dir, plan_pretraining, pretrain
+        from bench.train.pretrain import (OptimSettings, ResumeSettings, atomic_save, checkpoint_dir,
+                                          plan_pretraining, pretrain)
+        from bench.train.resume import resume_dir
         from bench.data.pretrain_data import load_blocks
         from bench.data.tokenizer import load_tokenizer
 
         if pt.external:
-            self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=0.0)
             self.store.finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             return
         t0 = time.perf_counter()
@@ -175,7 +256,6 @@ class Runner:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
         flops_budget = None if pt.budget.is_time else pt.budget.value
-        self._start(pt.id, "pretrain", pt.model, pt.spec(), size=pt.size, budget=flops_budget)
         out_dir = self.run_dir(pt.id)
 
         def save(encoder: torch.nn.Module, target: Path) -> None:
@@ -197,9 +277,12 @@ class Runner:
         opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
                             max_grad_norm=pt.max_grad_norm)
         blocks = load_blocks(data)
+        every = ResumeSettings(self.exp.pretrain.resume_every_steps, self.exp.pretrain.resume_every_minutes)
         result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
                           seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
-                          progress=self.progress, label=f"pretrain {pt.model}")
+                          progress=self.progress, label=f"pretrain {pt.model}", resume=every)
+        if result.resumed_from_step:
+            self.summary.resumed += 1
         metrics = result.metrics() + [
             Metric("data_wall_s", data_wall),
             Metric("planned_steps", plan.steps),
@@ -208,6 +291,7 @@ class Runner:
             Metric("encoder_params", _count(backend.encoder())),
         ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
         self.store.finish(pt.id, metrics)
+        shutil.rmtree(resume_dir(out_dir), ignore_errors=True)  # done: the state has served its purpose
         self.summary.pretrained += 1
 
     def _finetune(self, ft: FinetuneRun, parent: PretrainRun) -> None:
@@ -215,9 +299,6 @@ class Runner:
 
         task = TASKS.get(ft.task)
         cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
-        self._start(ft.id, "finetune", ft.model, ft.spec(), task=ft.task, size=ft.size,
-                    budget=None if parent.budget.is_time else parent.budget.value * ft.fraction, seed=ft.seed,
-                    parent_id=parent.id)
         result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
                           data_dir=self.exp.data_dir, progress=self.progress,
                           label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,19 +58,39 @@ def write_task(root: Path, *, n_train: int = 160, n_dev: int = 40, seed: int = 0
     return folder
 
 
+MICRO = dict(
+    name="micro", description="test-only", hidden=128, layers=2, heads=2, ffn=256, embedding=128,
+    gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
+    pretrain_batch=8, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=1e10,
+    finetune_lr=2e-3, finetune_batch=16, finetune_epochs=4, finetune_max_length=16, seeds=2,
+)
+# `bench` in a child process, with the test-only `micro` preset registered first.
+CLI_BOOTSTRAP = (f"import sys; from models import sizes; sizes.SIZES['micro'] = sizes.SizePreset(**{MICRO!r}); "
+                 "from bench.cli import main; sys.argv[0] = 'bench'; main()")
+
+
 @pytest.fixture
 def micro_size(monkeypatch: pytest.MonkeyPatch):
     """A throwaway size preset small enough for a whole run in seconds."""
     from models import sizes
 
-    preset = sizes.SizePreset(
-        name="micro", description="test-only", hidden=128, layers=2, heads=2, ffn=256, embedding=128,
-        gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
-        pretrain_batch=8, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=1e10,
-        finetune_lr=2e-3, finetune_batch=16, finetune_epochs=4, finetune_max_length=16, seeds=2,
-    )
+    preset = sizes.SizePreset(**MICRO)
     monkeypatch.setitem(sizes.SIZES, "micro", preset)
     return preset
+
+
+def bench_process(args: list[str], cwd: Path, **popen: object) -> subprocess.Popen:
+    """`bench <args>` as a child process in `cwd` (micro preset known), stdout+stderr captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    return subprocess.Popen([sys.executable, "-c", CLI_BOOTSTRAP, *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def run_bench(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`bench <args>` in a child process, waited for."""
+    proc = bench_process(args, cwd)
+    out, _ = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
 @pytest.fixture

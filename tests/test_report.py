@@ -39,7 +39,7 @@ def add_pretrain(store: Store, model: str, *, size: str = "tiny", budget: float 
     run_id = f"pt-{model}-{size}-{budget:g}"
     spec = {"model": model, "size": size, "convention": "paper", "pretrains": pretrains, "external": None,
             "budget": {"kind": "flops", "value": budget if pretrains else 0.0, "text": f"{budget:g}"}, "lr": 5e-4}
-    store.start(run_id, kind="pretrain", model=model, spec=spec, code_version="src-test", size=size,
+    store.claim(run_id, kind="pretrain", model=model, spec=spec, code_version="src-test", size=size,
                 budget=budget if pretrains else 0.0, git_sha="abc123", environment=ENV)
     if not pretrains:
         store.finish(run_id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("flops_paper", 0.0),
@@ -68,7 +68,7 @@ def add_finetune(store: Store, parent: str, model: str, task: str, scores: list[
         run_id = f"ft-{model}-{size}-{task}-{fraction:g}-{seed}-{budget:g}"
         spec = {"model": model, "task": task, "seed": seed, "fraction": fraction, "pretrain_id": parent,
                 "size": size, "settings": {"lr": 3e-4, "epochs": 3}}
-        store.start(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task=task, size=size,
+        store.claim(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task=task, size=size,
                     budget=budget * fraction, seed=seed, parent_id=parent, git_sha="abc123", environment=ENV)
         store.finish(run_id, [Metric("score", score), Metric("metric_accuracy", score),
                               Metric("metric_f1", score - 0.01), Metric("train_wall_s", 10.0),
@@ -245,10 +245,13 @@ def test_verdict_lines_without_seed_scores_fall_back_to_ranges(store):
 
 
 def test_budget_filter_keeps_the_control(store, tmp_path):
-    add_pretrain(store, "electra", budget=3.2e13)
+    other = add_pretrain(store, "electra", budget=3.2e13)
+    add_finetune(store, other, "electra", "sst2", [0.9, 0.91, 0.92], budget=3.2e13)
+    assert 3.2e13 in set(build_report(store).comparison["budget_flops"])  # unfiltered, the other budget shows
     rep = build_report(store, budgets=[BUDGET])
     assert set(rep.comparison["model"]) == {"electra", "bert", "scratch"}
-    assert set(rep.comparison["budget_flops"]) == {BUDGET, 0.0}
+    assert set(rep.comparison["budget_flops"]) == {BUDGET, 0.0}  # the other budget is gone, the control stays
+    assert rep.comparison["score_max"].max() < 0.9
 
 
 # --- md, latex, plots, html ----------------------------------------------------------------------
@@ -328,9 +331,15 @@ def test_html_report_is_self_contained(results, tmp_path):
         assert a.get("alt")
     assert "the claim that electra beats bert holds at this scale" in text
     assert "src-test" in text and "abc123" in text and "torch" in text  # provenance: code, packages, device
+
+
+def test_html_report_renders_in_chromium(results, tmp_path):
     chromium = _chromium()
     if chromium is None:
-        return  # structure checked; rendering needs a browser (skipped cleanly)
+        pytest.skip("no Chromium on PATH: `apt-get install chromium` to check the HTML report renders")
+    out = tmp_path / "report.html"
+    CliRunner().invoke(main, ["report", "--results", str(results), "--format", "html", "--out", str(out)],
+                       catch_exceptions=False)
     shot = tmp_path / "shot.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",

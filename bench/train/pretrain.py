@@ -7,17 +7,24 @@ spends the same FLOPs to within one step.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import resource
 import shutil
+import signal
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from bench.backend import CONVENTIONS, Backend
+from bench.errors import ConfigError, DataError, Interrupted, RunFailure
+from bench.train.resume import LoopState, load_state, plan_key, save_state
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.train.schedule import linear_schedule
 from bench.results.store import Metric
@@ -90,6 +97,8 @@ class PretrainResult:
     checkpoint_points: dict[float, tuple[int, float]] = field(default_factory=dict)  # fraction -> (step, FLOPs)
     peak_memory_mb: float = 0.0
     mfu: float | None = None  # model-FLOPs utilisation on a GPU with a known peak
+    resumed_from_step: int = 0  # 0: this attempt started from scratch
+    resume_saves: int = 0  # resume states written, all attempts
 
     def metrics(self) -> list[Metric]:
         """Final values (step None) then the logged series, ready for the store."""
@@ -103,6 +112,7 @@ class PretrainResult:
         ]
         if self.mfu is not None:
             out.append(Metric("mfu", self.mfu))
+        out += [Metric("resumed_from_step", self.resumed_from_step), Metric("resume_saves", self.resume_saves)]
         out += [Metric(f"flops_{c}", v) for c, v in self.flops.items()]
         out += [Metric(f"final_{k}", v) for k, v in self.final.items()]
         out += [Metric("checkpoint", f, step=s, flops=fl) for f, (s, fl) in sorted(self.checkpoint_points.items())]
@@ -120,13 +130,71 @@ def make_optimizer(model: torch.nn.Module, opt: OptimSettings) -> torch.optim.Op
     return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999))
 
 
+@dataclass(frozen=True)
+class ResumeSettings:
+    """When the loop writes its resume state (besides on SIGINT/SIGTERM); 0 turns a trigger off."""
+
+    every_steps: int = 200
+    every_minutes: float = 10.0
+
+
+class BlockOrder:
+    """One global order of the blocks, reshuffled every epoch from (seed, epoch) alone.
+
+    Step s trains on rows [s*B, (s+1)*B) of its epoch's permutation, so the data a step sees
+    depends only on the seed and the step: a resumed run (or, later, N processes each taking
+    a slice of the global batch) sees the same tokens at the same step.
+    """
+
+    def __init__(self, num_blocks: int, batch_size: int, seed: int) -> None:
+        self.num_blocks, self.batch_size, self.seed = num_blocks, batch_size, seed
+        self.per_epoch = num_blocks // batch_size
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.num_blocks, generator=gen)
+        return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+class _Signals:
+    """While active, SIGINT and SIGTERM only set `received`: the loop stops after the step in
+    flight, writes its resume state, then raises. A second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise Interrupted(signum, "a second signal: stopped at once")
+        self.received = signum
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
 def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: OptimSettings, *, pad_id: int,
              out_dir: Path, save: Callable[[torch.nn.Module, Path], None], seed: int = 0, log_every: int = 10,
-             precision: str = "auto", progress: bool = True, label: str = "pretrain") -> PretrainResult:
+             precision: str = "auto", progress: bool = True, label: str = "pretrain",
+             resume: ResumeSettings | None = ResumeSettings()) -> PretrainResult:
     """Train `backend` for `plan.steps` steps on `blocks` ([N, seq_len] token ids).
 
     `save(encoder, dir)` writes a checkpoint (the encoder plus the tokenizer) into `dir`; it
-    is called at each of `plan.checkpoint_steps`, into `out_dir/ckpt-<fraction>`.
+    is called at each of `plan.checkpoint_steps`, into `out_dir/ckpt-<fraction>`. With
+    `resume`, the loop continues from `out_dir/resume/` when a state is there, and writes one
+    every `resume.every_steps` steps, every `resume.every_minutes` minutes and on SIGINT or
+    SIGTERM (then raising `Interrupted`). A non-finite loss or gradient raises `Diverged`
+    before the optimiser applies it; the last resume state (from before) is kept.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -136,101 +204,145 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     torch.manual_seed(seed)
     world = accelerator.num_processes
     if plan.batch_size % world:
-        raise ValueError(f"batch size {plan.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"pretrain.batch_size = {plan.batch_size} is not divisible by {world} processes")
     if len(blocks) < plan.batch_size:
-        raise ValueError(f"only {len(blocks)} blocks of text, fewer than one batch of {plan.batch_size}")
-    sampler_gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(TensorDataset(blocks), batch_size=plan.batch_size // world, drop_last=True,
-                        sampler=RandomSampler(blocks, generator=sampler_gen))
+        raise DataError(f"only {len(blocks)} blocks of text, fewer than one batch of {plan.batch_size}: use a larger "
+                        f"corpus or a smaller pretrain.batch_size")
+    order = BlockOrder(len(blocks), plan.batch_size, seed)
+    per_rank = plan.batch_size // world
     optimizer = make_optimizer(backend, opt)
-    model, optimizer, loader = accelerator.prepare(backend, optimizer, loader)
+    model, optimizer = accelerator.prepare(backend, optimizer)
     model.train()
     timed = plan.time_budget_s is not None
     # One schedule for both budgets: in steps for FLOPs, in seconds for wall-clock.
     total = plan.time_budget_s if timed else plan.steps
     schedule = linear_schedule(plan.warmup_fraction * total, total)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    key = plan_key(plan)
 
-    series: list[Metric] = []
-    window: dict[str, list[float]] = {}
-    final: dict[str, float] = {}
-    checkpoints: dict[float, Path] = {}
-    points: dict[float, tuple[int, float]] = {}
-    pending = sorted(plan.checkpoint_steps.items(), key=lambda kv: (kv[1], kv[0]))  # (fraction, step)
-    bar = tqdm(total=int(total), desc=label, unit="s" if timed else "step", dynamic_ncols=True,
+    state = LoopState()
+    if resume is not None:
+        state = load_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, plan_key=key) or state
+    resumed_from = state.step
+    pending = sorted(((f, s) for f, s in plan.checkpoint_steps.items() if f not in state.points),
+                     key=lambda kv: (kv[1], kv[0]))
+    checkpoints = {f: checkpoint_dir(out_dir, f) for f in state.points}
+    bar = tqdm(total=int(total), initial=min(int(state.wall_s if timed else state.step), int(total)), desc=label,
+               unit="s" if timed else "step", dynamic_ncols=True,
                disable=not progress or not accelerator.is_main_process)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    step, tokens, lr = 0, 0, 0.0
+    lr = 0.0
     start = time.perf_counter()
-    done = False
-    while not done:
-        for (batch_ids,) in loader:
-            elapsed = time.perf_counter() - start
-            factor = schedule(elapsed if timed else step + 0.5)  # mid-step: neither end wastes a step at lr 0
+    last_save = start
+
+    def elapsed() -> float:
+        return state.wall_s + time.perf_counter() - start
+
+    def write_state() -> None:
+        nonlocal last_save
+        if accelerator.is_main_process and resume is not None:
+            snapshot = dataclasses.replace(state, wall_s=elapsed())
+            save_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, loop=snapshot,
+                       plan_key=key)
+            state.saves = snapshot.saves
+        last_save = time.perf_counter()
+
+    done = elapsed() >= plan.time_budget_s if timed else state.step >= plan.steps
+    with _Signals() as signals:
+        while not done:
+            factor = schedule(elapsed() if timed else state.step + 0.5)  # mid-step: no step wasted at lr 0
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr = base * factor
-            input_ids = batch_ids.long()
+            rows = order.indices(state.step)[accelerator.process_index * per_rank:][:per_rank]
+            input_ids = blocks[rows].long().to(accelerator.device)
             batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long()}
             with accelerator.autocast():
                 out = model(batch)
+            loss_value = float(out.loss.detach())
+            if not math.isfinite(loss_value):
+                raise Diverged(state.step + 1, "loss", loss_value, state.final, lr, mixed)
             accelerator.backward(out.loss)
-            if opt.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
+            norm = float(accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf))
+            if not math.isfinite(norm):
+                raise Diverged(state.step + 1, "gradient norm", norm, state.final, lr, mixed)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens += int(batch["attention_mask"].sum()) * world
-            elapsed = time.perf_counter() - start
-            done = elapsed >= plan.time_budget_s if timed else step >= plan.steps
+            state.step += 1
+            state.tokens += int(batch["attention_mask"].sum()) * world
+            now = elapsed()
+            done = now >= plan.time_budget_s if timed else state.step >= plan.steps
             if timed and world > 1:  # every rank must stop at the same step
                 flag = torch.tensor(float(done), device=accelerator.device)
                 done = bool(accelerator.reduce(flag, reduction="max").item())
             for k, v in out.metrics.items():
-                window.setdefault(k, []).append(float(v))
-            if step % log_every == 0 or done:
-                final = {k: sum(v) / len(v) for k, v in window.items()}
-                final["lr"] = lr
-                window = {}
-                for k, v in final.items():
-                    series.append(Metric(k, v, step=step, flops=plan.flops_at(step), wall_s=elapsed))
-                bar.set_postfix({k: f"{final[k]:.3f}" for k in list(final)[:3]})
-            bar.update(int(elapsed) - bar.n if timed else 1)
+                state.window.setdefault(k, []).append(float(v))
+            if state.step % log_every == 0 or done:
+                state.final = {k: sum(v) / len(v) for k, v in state.window.items()}
+                state.final["lr"] = lr
+                state.window = {}
+                for k, v in state.final.items():
+                    state.series.append(Metric(k, v, step=state.step, flops=plan.flops_at(state.step), wall_s=now))
+                bar.set_postfix({k: f"{state.final[k]:.3f}" for k in list(state.final)[:3]})
+            bar.update(int(now) - bar.n if timed else 1)
             # Save every checkpoint whose share of the budget (FLOPs or time) is now spent.
-            while pending and (done or (elapsed >= pending[0][0] * total if timed else step >= pending[0][1])):
+            while pending and (done or (now >= pending[0][0] * total if timed else state.step >= pending[0][1])):
                 frac, _ = pending.pop(0)
-                points[frac] = (step, plan.flops_at(step))
+                state.points[frac] = (state.step, plan.flops_at(state.step))
                 if accelerator.is_main_process:
                     checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
             accelerator.wait_for_everyone()
-            if done:
-                break
-    wall = time.perf_counter() - start
+            if signals.received is not None:
+                write_state()
+                raise Interrupted(signals.received, f"stopped after step {state.step}; its resume state is saved")
+            if resume is not None and not done and (
+                    (resume.every_steps and state.step % resume.every_steps == 0)
+                    or (resume.every_minutes and time.perf_counter() - last_save >= 60 * resume.every_minutes)):
+                write_state()
+    wall = elapsed()
     bar.close()
-    achieved = plan.flops_at(step, "executed") / wall if wall > 0 else 0.0
+    achieved = plan.flops_at(state.step, "executed") / wall if wall > 0 else 0.0
     return PretrainResult(
-        steps=step,
+        steps=state.step,
         wall_s=wall,
-        tokens=tokens,
-        tokens_per_s=tokens / wall if wall > 0 else 0.0,
-        flops={c: plan.flops_at(step, c) for c in CONVENTIONS},
-        final=final,
-        series=series,
+        tokens=state.tokens,
+        tokens_per_s=state.tokens / wall if wall > 0 else 0.0,
+        flops={c: plan.flops_at(state.step, c) for c in CONVENTIONS},
+        final=state.final,
+        series=state.series,
         checkpoints=checkpoints,
-        checkpoint_points=points,
+        checkpoint_points=state.points,
         peak_memory_mb=_peak_memory_mb(),
         mfu=_mfu(achieved, mixed),
+        resumed_from_step=resumed_from,
+        resume_saves=state.saves,
     )
 
 
+class Diverged(RunFailure):
+    """A non-finite loss or gradient: the run stops before the optimiser applies it."""
+
+    def __init__(self, step: int, what: str, value: float, last: dict[str, float], lr: float, mixed: str) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none logged yet"
+        cause = ("the learning rate is too high for this model" + (" or bf16 overflowed" if mixed == "bf16" else ""))
+        fix = "lower pretrain.lr" + (' or set pretrain.precision = "fp32"' if mixed == "bf16" else "")
+        super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; last "
+                         f"finite metrics: {shown}). Likely cause: {cause}; {fix} and re-run. The resume state from "
+                         f"before that step is kept.")
+        self.step = step
+
+
 def atomic_save(model: Backend, target: Path, save: Callable[[torch.nn.Module, Path], None]) -> Path:
-    """Write into a temporary folder and rename, so no half checkpoint is ever left behind."""
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write into a temporary folder unique to this writer and rename: no half checkpoint is ever
+    left behind, and two writers never share a temporary folder."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
-    save(model.encoder(), tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    try:
+        save(model.encoder(), tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
