@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
 import datasets
+
+FINGERPRINT_BATCH_ROWS = 10_000  # rows converted to Python per step when hashing a loaded split
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class Task:
     split of `spec.eval_splits`) with the
     columns of `spec.text_fields` plus `label`; `compute_metrics` returns every metric of
     `spec.metrics` (headline first) as floats, for one split.
+    `fingerprint(data_dir, cache_dir)` identifies the data a run would load (part of its id).
     """
 
     spec: TaskSpec
@@ -55,5 +62,41 @@ class Task:
     def load(self, split: str, data_dir: Path | None) -> datasets.Dataset:
         raise NotImplementedError
 
+    def fingerprint(self, data_dir: Path | None, cache_dir: Path | None = None) -> str:
+        """A short hex digest of the data every split of the task loads ("train" + eval splits).
+
+        Equal digests mean equal rows, labels and features, so a run's id changes when its task
+        data does. This default works for any task: it loads each split and hashes its features
+        and rows in order (not datasets' private `_fingerprint`, which depending on how a dataset
+        was built, e.g. by a map with an unpicklable function, is random in every process).
+        It reads all the data, so tasks backed by files override it with a hash of their files
+        (bench.fingerprint.file_sha256, cached in `cache_dir`); `cache_dir` is unused here.
+        """
+        digest = hashlib.sha256()
+        for split in ("train", *self.spec.eval_splits):
+            digest.update(f"{split}\0{dataset_digest(self.load(split, data_dir))}\n".encode())
+        return digest.hexdigest()[:16]
+
     def compute_metrics(self, predictions, references) -> dict[str, float]:
         raise NotImplementedError
+
+
+def dataset_digest(dataset: datasets.Dataset) -> str:
+    """sha256 of a dataset's features and rows: the same in every process, for the same data.
+
+    Rows are read as Arrow -> Python values (no decoding of images or audio) and written as
+    JSON per column and batch, so the digest depends only on values, their order and the
+    features (label names included), never on Arrow's memory layout.
+    """
+    digest = hashlib.sha256(json.dumps(dataset.features.to_dict(), sort_keys=True).encode())
+    columns = sorted(dataset.column_names)
+    for batch in dataset.with_format("arrow").iter(batch_size=FINGERPRINT_BATCH_ROWS):
+        for column in columns:
+            values = batch.column(column).to_pylist()
+            digest.update(json.dumps([column, values], default=_json_value, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _json_value(value: Any) -> str:
+    """JSON stand-in for values json cannot write (bytes, dates, decimals): deterministic text."""
+    return value.hex() if isinstance(value, bytes) else repr(value)

@@ -10,6 +10,7 @@ gives the same dataset whichever source it came from.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 import datasets
 
 from bench.errors import DataError
+from bench.fingerprint import file_sha256
 from bench.metrics import compute_metrics
 from bench.registry import register_task
 from bench.task import Task, TaskSpec
@@ -68,13 +70,29 @@ class GlueTask(Task):
         name = (self.fmt.split_files or {}).get(split, f"{split}.tsv")
         return data_dir / "glue" / self.fmt.folder / name
 
+    def fingerprint(self, data_dir: Path | None, cache_dir: Path | None = None) -> str:
+        """Hash of what `load` reads for every split: a local TSV's bytes (sha256, cached in
+        `cache_dir`), or for the hub fallback the hub id, config and split it would load."""
+        digest = hashlib.sha256()
+        for split in self.splits:
+            path = self.local_path(split, data_dir)
+            if path is not None and path.is_file():  # the same test as load: local first
+                source = f"file\0{file_sha256(path, cache_dir)}"
+            else:
+                source = f"hub\0{HUB_ID}\0{self.fmt.hub_name}\0{self._hub_split(split)}"
+            digest.update(f"{split}\0{source}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def _hub_split(self, split: str) -> str:
+        return (self.fmt.hub_splits or {}).get(split, "train" if split == "train" else "validation")
+
     def load(self, split: str, data_dir: Path | None) -> datasets.Dataset:
         if split not in self.splits:
             raise DataError(f"task {self.spec.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
         path = self.local_path(split, data_dir)
         if path is not None and path.is_file():
             return self.read_tsv(path)
-        hub_split = (self.fmt.hub_splits or {}).get(split, "train" if split == "train" else "validation")
+        hub_split = self._hub_split(split)
         try:
             return self._load_hub(hub_split)
         except Exception as e:  # noqa: BLE001 - any hub failure becomes the same clear message

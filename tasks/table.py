@@ -16,6 +16,7 @@ calls `table_task_from_config` and adds the result to the registry.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 import datasets
 
 from bench.errors import ConfigError, DataError
+from bench.fingerprint import file_sha256
 from bench.metrics import CLASSIFICATION_METRICS, KNOWN_METRICS, REGRESSION_METRICS, compute_metrics
 from bench.task import Task, TaskSpec
 
@@ -47,11 +49,20 @@ class Rows:
 class TableTask(Task):
     """A classification or regression task over the user's CSV, TSV or JSONL files."""
 
-    def __init__(self, spec: TaskSpec, label_names: list[str], splits: dict[str, datasets.Dataset]) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        label_names: list[str],
+        splits: dict[str, datasets.Dataset],
+        files: dict[str, Path] | None = None,
+        reading: dict[str, Any] | None = None,
+    ) -> None:
         self.spec = spec
         self.label_names = label_names  # class index -> original label ([] for regression)
         self.description = spec.description
         self._splits = splits
+        self.files = dict(files or {})  # split -> the file it was read from
+        self.reading = dict(reading or {})  # adapter and columns: with the files, they decide the rows
 
     def __repr__(self) -> str:
         return f"TableTask({self.spec.name!r})"
@@ -61,6 +72,16 @@ class TableTask(Task):
         if split not in self._splits:
             raise DataError(f"task {self.spec.name!r} has no split {split!r}; splits: {', '.join(self._splits)}")
         return self._splits[split]
+
+    def fingerprint(self, data_dir: Path | None = None, cache_dir: Path | None = None) -> str:
+        """Hash of the train/dev files' bytes (sha256, cached in `cache_dir`) and of how they are
+        read (adapter, text and label columns); without files, the default hash of the rows."""
+        if set(self.files) != set(self._splits):
+            return super().fingerprint(data_dir, cache_dir)
+        digest = hashlib.sha256(json.dumps(self.reading, sort_keys=True).encode())
+        for split in sorted(self.files):
+            digest.update(f"{split}\0{file_sha256(self.files[split], cache_dir)}\n".encode())
+        return digest.hexdigest()[:16]
 
     def compute_metrics(self, predictions, references) -> dict[str, float]:
         return compute_metrics(self.spec.metrics, predictions, references)
@@ -150,7 +171,8 @@ def table_task_from_config(name: str, cfg: dict, config_file: Path) -> TableTask
         "train": datasets.Dataset.from_dict({**train.texts, "label": train_labels}, features=features),
         "dev": datasets.Dataset.from_dict({**dev.texts, "label": dev_labels}, features=features),
     }
-    return TableTask(spec, label_names, splits)
+    reading = {"adapter": adapter, "text": list(text_fields), "label": label}
+    return TableTask(spec, label_names, splits, files=paths, reading=reading)
 
 
 def _read(path: Path, adapter: str, columns: tuple[str, ...], where: str) -> Rows:

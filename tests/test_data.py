@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
+import random
 import shutil
+import subprocess
 import sys
+import time
 import types
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,18 +20,22 @@ import numpy as np
 import pytest
 import torch
 
+from bench import fingerprint
 from bench.data import pretrain_data
 from bench.backend import TokenInfo
-from bench.data.corpus import CorpusSource, iter_documents, resolve_corpus, wikitext_documents
+from bench.data.corpus import CorpusSource, check_text_file, iter_documents, resolve_corpus, wikitext_documents
 from bench.errors import DataError
 from bench.data.pretrain_data import DataSpec, load_blocks, pack_document, prepare_pretraining_data, split_sentences
 from bench.data.tokenizer import (
+    LIMIT_ALPHABET,
     SPECIAL_TOKENS,
     load_tokenizer,
     token_info,
     tokenizer_from_vocab,
     train_wordpiece,
+    wordpiece_alphabet,
 )
+from tokenizers import normalizers, pre_tokenizers
 
 SHARED = Path(os.environ["BENCH_DATA_DIR"]) if os.environ.get("BENCH_DATA_DIR") else None
 BODY = "This body is comfortably longer than the fifty character minimum."
@@ -108,6 +118,77 @@ def test_fingerprint_ignores_mtime_and_follows_content(tmp_path: Path) -> None:
     assert CorpusSource(name="y", path=clone).fingerprint() != first
 
 
+def test_fingerprint_hashes_every_byte(tmp_path: Path) -> None:
+    # a change in the middle of a big file, same size, same first and last 64 KiB
+    lines = [f"paragraph {i} of a long plain-text document" for i in range(20000)]
+    write(tmp_path / "corpus.txt", "\n".join(lines) + "\n")
+    first = CorpusSource(name="x", path=tmp_path).fingerprint()
+    lines[10000] = lines[10000].replace("paragraph", "Paragraph")
+    write(tmp_path / "corpus.txt", "\n".join(lines) + "\n")
+    assert CorpusSource(name="x", path=tmp_path).fingerprint() != first
+
+
+def test_fingerprint_reads_unchanged_files_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "corpus"
+    for name in ("wiki_00.gz", "wiki_01.gz"):
+        write(corpus / name, wiki_doc(1, name, [BODY]))
+        os.utime(corpus / name, ns=(time.time_ns() - 10**11,) * 2)  # settled: files younger than 2 s stay uncached
+    hashed: list[str] = []
+    real = fingerprint._hash_file
+    monkeypatch.setattr(fingerprint, "_hash_file", lambda path: hashed.append(path.name) or real(path))
+    source = CorpusSource(name="x", path=corpus)
+    first = source.fingerprint(tmp_path / "cache")
+    assert sorted(hashed) == ["wiki_00.gz", "wiki_01.gz"]
+    assert source.fingerprint(tmp_path / "cache") == first and len(hashed) == 2
+    assert source.fingerprint() == first  # the cache changes the cost, never the answer
+
+
+def _random_bytes(size: int, seed: int = 0, *, low: int = 0, high: int = 255) -> bytes:
+    rng = random.Random(seed)
+    return bytes(rng.randint(low, high) for _ in range(size)) if low or high != 255 else rng.randbytes(size)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "pattern"),
+    [
+        ("wiki_00", lambda: _random_bytes(3 * 1024 * 1024), "NUL bytes"),
+        ("wiki_00.gz", lambda: _random_bytes(3 * 1024 * 1024), "named .gz but is not valid gzip"),
+        ("wiki_00", lambda: gzip.compress(b"plain text\n" * 100), "gzip-compressed but not named .gz"),
+        ("wiki_00.gz", lambda: gzip.compress(_random_bytes(200_000, low=1)), "not text: .* undecodable"),
+        ("notes.txt", lambda: "UTF-16 text\n".encode("utf-16"), "NUL bytes"),
+    ],
+)
+def test_a_corpus_that_is_not_text_is_refused(tmp_path: Path, name: str, make, pattern: str) -> None:
+    file = tmp_path / "corpus" / "bad" / name
+    file.parent.mkdir(parents=True)
+    file.write_bytes(make())
+    with pytest.raises(DataError, match=pattern) as error:
+        list(resolve_corpus("bad", tmp_path).documents())
+    assert str(file) in str(error.value)
+    if "gzip-compressed" not in pattern:
+        assert "must be UTF-8 text" in str(error.value) and "WikiExtractor" in str(error.value)
+
+
+def test_text_with_a_few_bad_bytes_still_reads(tmp_path: Path) -> None:
+    # Latin-1 prose: a few undecodable bytes are replaced, as before, not refused
+    file = tmp_path / "latin1.txt"
+    prose = "Caf\xe9 na\xefve r\xe9sum\xe9 and plenty of plain ASCII words around them. " * 50
+    file.write_bytes(prose.encode("latin-1"))
+    check_text_file(file)
+    assert len(list(iter_documents(file))) == 1
+
+
+@pytest.mark.skipif(
+    SHARED is None or not (SHARED / "corpus" / "enwiki-2015-wikiextractor").is_dir(),
+    reason="BENCH_DATA_DIR has no corpus/enwiki-2015-wikiextractor",
+)
+def test_shared_corpus_files_are_text() -> None:
+    source = resolve_corpus("enwiki-2015-wikiextractor", SHARED)
+    for file in source.files():
+        check_text_file(file)
+    assert len(list(source.documents(3))) == 3
+
+
 def test_missing_corpus_names_places_tried(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         resolve_corpus("nope", tmp_path)
@@ -151,6 +232,104 @@ def test_trained_tokenizer_adds_cls_sep_and_round_trips(tmp_path: Path) -> None:
         ids = tokenizer("Hello quick fox")["input_ids"]
         assert ids[0] == info.cls_id and ids[-1] == info.sep_id and info.unk_id not in ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == "hello quick fox"
+
+
+TRICKY = [
+    ["ΟΔΟΣ İstanbul Café naïve e\u0301x a中b x\u200by \ufeffab Ǆx ﬁx x\u0903y", "don't x-ray ßtraße 東京 (1999)."],
+    ["xx yy zz qq", "a\x00b c\u0085d ‘quoted’ «guillemets» e\u2028f"],
+]
+
+
+def reference_alphabet(docs: list[list[str]], limit: int) -> tuple[list[str], list[str]]:
+    """What the trainer sees, the slow way: normalize and pre-tokenize every paragraph."""
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    inner: set[str] = set()
+    for doc in docs:
+        for paragraph in doc:
+            for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(paragraph)):
+                counts.update(word)
+                inner.update(word[1:])
+    alphabet = sorted(sorted(counts, key=lambda char: (-counts[char], char))[:limit])
+    return alphabet, sorted("##" + char for char in alphabet if char in inner)
+
+
+def test_wordpiece_alphabet_is_what_the_trainer_sees() -> None:
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+    docs = TRICKY + [[" ".join(random.Random(seed).choice(words) for _ in range(40))] for seed in range(5)]
+    for limit in (1000, 30):
+        alphabet, continuing = wordpiece_alphabet(docs, limit, normalizer, pre_tokenizer)
+        assert (alphabet, continuing) == reference_alphabet(docs, limit)
+    full, continuing = wordpiece_alphabet(docs, 1000, normalizer, pre_tokenizer)
+    assert {"σ", "ο", "e", "x", "中", "(", "-", "'"} <= set(full) and " " not in full
+    assert "##x" in continuing and "##σ" in continuing  # x follows e once the accent is stripped
+    assert not {"##中", "##(", "##-", "##'", "##é"} & set(continuing)  # CJK and punctuation stand alone
+
+
+def test_alphabet_ties_at_the_limit_go_to_the_smallest_character() -> None:
+    docs = [["aaaa bbb ccc ddd"]]  # b, c and d tie for the last two places
+    alphabet, continuing = wordpiece_alphabet(
+        docs, 3, normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    )
+    assert alphabet == ["a", "b", "c"] and continuing == ["##a", "##b", "##c"]
+
+
+def test_continuing_tokens_are_ordinary_vocab_entries(tmp_path: Path) -> None:
+    docs = [["The quick brown fox jumps over the lazy dog.", "Hello world, hello tokenizer #1."]] * 50
+    out = train_wordpiece(docs, 200, tmp_path / "tok")
+    vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    continuing = [token for token in vocab if token.startswith("##") and len(token) == 3]
+    assert vocab[5 : 5 + len(continuing)] == sorted(continuing)  # registered up front, in sorted order
+    assert "##q" not in vocab  # q starts every word it is in: no slot spent on a ##q nobody uses
+    saved = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert [token["content"] for token in saved["added_tokens"]] == list(SPECIAL_TOKENS)
+    tokenizer = load_tokenizer(out)
+    ids = tokenizer("hello xylophone ##e")["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens[1] == "hello"
+    pieces = tokens[2:-4]  # an unseen word: its first piece, then ## continuations
+    assert len(pieces) > 1 and all(piece.startswith("##") for piece in pieces[1:]) and "[UNK]" not in pieces
+    assert tokenizer.convert_tokens_to_string(pieces) == "xylophone"
+    assert tokens[-4:-1] == ["#", "#", "e"]  # the literal text "##e" is no special token
+
+
+_TRAIN_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+from bench.data.tokenizer import train_wordpiece
+docs = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+train_wordpiece(docs, 1500, Path(sys.argv[2]))
+"""
+
+
+def nondeterministic_corpus() -> list[list[str]]:
+    """Random words over 34 letters (the plain trainer gave 5 different vocab.txt in 5 processes),
+    plus 1,100 letters seen once each: more characters than LIMIT_ALPHABET, tied at the limit."""
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyzéüøßþðæœ"
+    docs = [
+        [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 7))) for _ in range(30)) + "."]
+        for _ in range(200)
+    ]
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    rare = [chr(c) for c in range(0x100, 0x3000) if chr(c).isalpha() and normalizer.normalize_str(chr(c)) == chr(c)]
+    assert len(rare) > LIMIT_ALPHABET + 100
+    return [*docs, [" ".join(rare[: LIMIT_ALPHABET + 100])]]
+
+
+def test_training_is_deterministic_across_processes(tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.json"
+    corpus.write_text(json.dumps(nondeterministic_corpus()), encoding="utf-8")
+    runs = []
+    for i in range(2):  # separate processes: tokenizers' hash maps get new random seeds in each
+        env = {**os.environ, "PYTHONHASHSEED": str(i), "TOKENIZERS_PARALLELISM": "false"}
+        args = [sys.executable, "-c", _TRAIN_IN_A_PROCESS, str(corpus), str(tmp_path / f"tok{i}")]
+        runs.append(subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True))
+    for run in runs:
+        assert run.wait(timeout=120) == 0, run.stderr.read() if run.stderr else ""
+    first, second = ((tmp_path / f"tok{i}" / "vocab.txt").read_bytes() for i in range(2))
+    assert first == second and len(first.splitlines()) > LIMIT_ALPHABET
 
 
 def test_tokenizer_from_vocab_keeps_the_vocab(tmp_path: Path) -> None:
@@ -230,6 +409,11 @@ def test_blocks_are_well_formed_and_never_cross_documents(tmp_path: Path) -> Non
     assert data.num_tokens == int((blocks != info.pad_id).sum())
     assert data.stats["block_tokens"] + data.stats["dropped_tokens"] == data.stats["tokens"]
     assert 0 < data.stats["padding_fraction"] < 1 and data.stats["unigram_entropy_nats"] > 0
+    used = hashlib.sha256((data.tokenizer_dir / "vocab.txt").read_bytes()).hexdigest()
+    given = hashlib.sha256((tmp_path / "vocab" / "synthetic" / "vocab.txt").read_bytes()).hexdigest()
+    assert data.vocab_sha256 == used == given
+    meta = json.loads((data.blocks_path.parent / "meta.json").read_text(encoding="utf-8"))
+    assert meta["vocab_sha256"] == used
 
 
 def test_trained_vocab_pipeline_and_max_documents(tmp_path: Path) -> None:
@@ -284,6 +468,7 @@ def test_interrupted_run_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(KeyboardInterrupt):
         prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
     leftovers = [p.name for p in (tmp_path / "cache").iterdir()]
+    leftovers = [name for name in leftovers if name != fingerprint.CACHE_FILE]  # file hashes may be cached
     assert leftovers == ["tokenizers"]  # the finished tokenizer is kept; no block folder, no temp
     monkeypatch.undo()
     assert prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False).num_blocks > 0

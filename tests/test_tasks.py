@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
+import datasets
 import pytest
 
+from bench import fingerprint
 from bench.errors import ConfigError, DataError
 from bench.metrics import KNOWN_METRICS, compute_metrics
 from bench.metrics import bench_metric
 from bench.registry import TASKS
+from bench.task import Task, TaskSpec
 from tasks.glue import GLUE_TASKS, HUB_ID, available_glue_tasks
-from tasks.table import table_task_from_config
+from tasks.table import TableTask, table_task_from_config
 
 GLUE_NAMES = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
 
@@ -322,3 +326,112 @@ def test_unparseable_rows(tmp_path: Path):
         table(tmp_path, "query,urgency\na,0.5\nb,1.5\n", CSV)
     with pytest.raises(DataError, match=r"single value"):
         table(tmp_path, "query,urgency\na,x\nb,x\n", CSV)
+
+
+# ---------------------------------------------------------------- data identity (fingerprints)
+
+
+def settle(*paths: Path, seconds_ago: float = 60.0) -> None:
+    """Give files an mtime in the past: files changed within RACY_SECONDS are never cached."""
+    stamp = time.time_ns() - int(seconds_ago * 1e9)
+    for path in paths:
+        os.utime(path, ns=(stamp, stamp))
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> list[str]:
+    """Names of the files whose bytes were actually read to hash them."""
+    calls: list[str] = []
+    real = fingerprint._hash_file
+
+    def counting(path: Path) -> str:
+        calls.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(fingerprint, "_hash_file", counting)
+    return calls
+
+
+def test_glue_fingerprint_follows_the_tsv_bytes_not_their_mtime(glue_dir: Path, tmp_path: Path, hashed: list[str]):
+    task, cache = GLUE_TASKS["sst2"], tmp_path / "hash-cache"
+    train, dev = glue_dir / "glue/SST-2/train.tsv", glue_dir / "glue/SST-2/dev.tsv"
+    settle(train, dev)
+    first = task.fingerprint(glue_dir, cache)
+    assert sorted(hashed) == ["dev.tsv", "train.tsv"]
+    assert task.fingerprint(glue_dir, cache) == first and len(hashed) == 2  # served from the cache
+    settle(train, seconds_ago=30)  # touched: a new mtime, the same bytes
+    assert task.fingerprint(glue_dir, cache) == first and hashed[2:] == ["train.tsv"]
+    write(train, train.read_text(encoding="utf-8").replace("bleak", "bleaK"))  # one row changed
+    assert task.fingerprint(glue_dir, cache) != first
+    write(train, train.read_text(encoding="utf-8").replace("bleaK", "bleak"))
+    assert task.fingerprint(glue_dir, cache) == first
+    write(dev, dev.read_text(encoding="utf-8").replace("\t1\n", "\t0\n", 1))  # one dev label changed
+    assert task.fingerprint(glue_dir, cache) != first
+
+
+def test_glue_fingerprint_covers_every_eval_split(glue_dir: Path):
+    task = GLUE_TASKS["mnli"]
+    first = task.fingerprint(glue_dir)
+    mismatched = glue_dir / "glue/MNLI/dev_mismatched.tsv"
+    write(mismatched, mismatched.read_text(encoding="utf-8").replace("A woman reads.", "A woman writes."))
+    assert task.fingerprint(glue_dir) != first
+
+
+def test_glue_fingerprint_of_the_hub_fallback_names_it_offline(tmp_path: Path, glue_dir: Path, monkeypatch):
+    import tasks.glue
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a fingerprint must not load the hub")
+
+    monkeypatch.setattr(tasks.glue.datasets, "load_dataset", no_hub)
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    hub = GLUE_TASKS["rte"].fingerprint(None)
+    assert hub == GLUE_TASKS["rte"].fingerprint(tmp_path / "empty") != GLUE_TASKS["wnli"].fingerprint(None)
+    assert GLUE_TASKS["sst2"].fingerprint(None) != GLUE_TASKS["sst2"].fingerprint(glue_dir)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(glue_dir))  # load's own default data folder
+    assert GLUE_TASKS["sst2"].fingerprint(None) == GLUE_TASKS["sst2"].fingerprint(glue_dir)
+
+
+def test_table_task_fingerprint_follows_files_and_how_they_are_read(tmp_path: Path, hashed: list[str]):
+    cache = tmp_path / "hash-cache"
+    task = table(tmp_path, CSV, "query,urgency\nall good,low\n")
+    settle(tmp_path / "train.csv", tmp_path / "dev.csv")
+    first = task.fingerprint(None, cache)
+    assert sorted(hashed) == ["dev.csv", "train.csv"]
+    assert task.fingerprint(None, cache) == first and len(hashed) == 2  # served from the cache
+    settle(tmp_path / "dev.csv", seconds_ago=30)  # touched: same bytes
+    assert task.fingerprint(None, cache) == first
+    changed = table(tmp_path, CSV.replace("please call", "please text"), "query,urgency\nall good,low\n")
+    assert changed.fingerprint(None, cache) != first
+    same = table(tmp_path, CSV, "query,urgency\nall good,low\n")
+    assert same.fingerprint(None, cache) == first
+    pair = "query,other,urgency\na,b,high\nc,d,low\n"
+    by_query, by_other = (table(tmp_path, pair, pair, text=column) for column in ("query", "other"))
+    assert by_query.fingerprint(None) != by_other.fingerprint(None)  # same files, other rows
+
+
+class InMemoryTask(Task):
+    """A plug-in task with no files: the default fingerprint hashes what `load` returns."""
+
+    spec = TaskSpec("plug", ("text",), 2, ("accuracy",), eval_splits={"dev": "", "test": "_test"})
+
+    def __init__(self, rows: dict[str, list], names: tuple[str, str] = ("neg", "pos")) -> None:
+        self.rows, self.names = rows, names
+
+    def load(self, split: str, data_dir: Path | None) -> datasets.Dataset:
+        features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=self.names)})
+        texts, labels = self.rows[split]
+        return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def test_default_fingerprint_hashes_every_loaded_split():
+    rows = {"train": (["good", "bad"], [1, 0]), "dev": (["fine"], [1]), "test": (["meh"], [0])}
+    first = InMemoryTask(rows).fingerprint(None)
+    assert InMemoryTask({k: (list(t), list(y)) for k, (t, y) in rows.items()}).fingerprint(None) == first
+    assert InMemoryTask({**rows, "train": (["good", "bad"], [1, 1])}).fingerprint(None) != first  # one label
+    assert InMemoryTask({**rows, "test": (["meh!"], [0])}).fingerprint(None) != first  # an eval split's text
+    assert InMemoryTask({**rows, "train": (["bad", "good"], [0, 1])}).fingerprint(None) != first  # row order
+    assert InMemoryTask(rows, names=("pos", "neg")).fingerprint(None) != first  # what the label ids mean
+    table_task = TableTask(TaskSpec("t", ("text",), 2, ("accuracy",)), ["neg", "pos"],
+                           {split: InMemoryTask(rows).load(split, None) for split in ("train", "dev")})
+    assert len(table_task.fingerprint(None)) == 16  # built without files: the default applies

@@ -14,20 +14,24 @@ level-1 ` = Title = ` headings.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from bench.errors import DataError
+from bench.fingerprint import files_fingerprint
 
 MIN_DOC_CHARS = 50
 HUB_NAME = "wikitext"
 HUB_DATASET = ("wikitext", "wikitext-103-raw-v1", "train")
-_FINGERPRINT_BYTES = 65536  # bytes hashed at each end of a file (a gzip trailer holds CRC + size)
+TEXT_SNIFF_BYTES = 65536  # decoded bytes checked at the start of each file: cheap, and enough to tell
+MAX_NON_TEXT_FRACTION = 0.1  # UTF-8 text has ~0 bad characters, Latin-1 prose a few %, random bytes ~60%
 _SKIP_NAMES = ("SOURCE.md",)
 _SKIP_PREFIXES = ("SHA256SUMS", ".")
 
@@ -36,6 +40,7 @@ _DOC_TITLE = re.compile(r'\btitle="([^"]*)"')
 _WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
 _WIKITEXT_HEADING = re.compile(r"^ (= )+(.*?)( =)+ $")
 _WIKITEXT_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
+_NON_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")  # C0/C1 controls but \t \n \f \r; U+FFFD
 
 
 @dataclass(frozen=True)
@@ -53,25 +58,17 @@ class CorpusSource:
     def files(self) -> list[Path]:
         return [] if self.path is None else corpus_files(self.path)
 
-    def fingerprint(self) -> str:
-        """Cheap content identity: relative names, sizes and a hash of each file's ends.
+    def fingerprint(self, cache_dir: Path | None = None) -> str:
+        """Content identity: the full sha256 of every corpus file, with its relative name.
 
         No mtimes, so a fresh copy of the same data gives the same fingerprint (and cache hit).
+        Hashes are cached in `cache_dir` (bench.fingerprint), so only new or changed files are
+        read. The hub corpus is identified by its dataset name.
         """
-        digest = hashlib.sha256()
         if self.path is None:
-            digest.update(("hub:" + "/".join(HUB_DATASET)).encode())
-            return digest.hexdigest()[:16]
+            return hashlib.sha256(("hub:" + "/".join(HUB_DATASET)).encode()).hexdigest()[:16]
         root = self.path if self.path.is_dir() else self.path.parent
-        for file in self.files():
-            size = file.stat().st_size
-            digest.update(f"{file.relative_to(root).as_posix()}\0{size}\0".encode())
-            with file.open("rb") as handle:
-                digest.update(handle.read(_FINGERPRINT_BYTES))
-                if size > _FINGERPRINT_BYTES:
-                    handle.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
-                    digest.update(handle.read())
-        return digest.hexdigest()[:16]
+        return files_fingerprint(self.files(), root, cache_dir)
 
     def documents(self, max_documents: int | None = None) -> Iterator[list[str]]:
         """Yield documents (lists of paragraphs), at most `max_documents` of them."""
@@ -133,7 +130,42 @@ def iter_documents(source: Path) -> Iterator[list[str]]:
         yield from _file_documents(file)
 
 
+def check_text_file(file: Path) -> None:
+    """Raise DataError unless the start of a corpus file (gzip or plain) reads as text.
+
+    Looks at the first TEXT_SNIFF_BYTES (decompressed): a .gz file that is not gzip, a plain
+    file that is gzip, NUL bytes, or more than MAX_NON_TEXT_FRACTION of undecodable or
+    control characters all mean "not a text corpus" (a binary file read with
+    errors="replace" would otherwise silently train a vocabulary of garbage).
+    """
+    fix = "a corpus must be UTF-8 text: WikiExtractor output or plain text with blank lines between documents"
+    try:
+        if file.name.endswith(".gz"):
+            with gzip.open(file, "rb") as handle:
+                sample = handle.read(TEXT_SNIFF_BYTES)
+        else:
+            with open(file, "rb") as handle:
+                sample = handle.read(TEXT_SNIFF_BYTES)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as error:
+        raise DataError(f"corpus file {file} is named .gz but is not valid gzip ({error}); {fix}") from error
+    except OSError as error:
+        raise DataError(f"cannot read corpus file {file} ({error.strerror or error})") from error
+    if not file.name.endswith(".gz") and sample.startswith(b"\x1f\x8b"):
+        raise DataError(f"corpus file {file} is gzip-compressed but not named .gz: rename it to {file.name}.gz")
+    if b"\0" in sample:
+        raise DataError(f"corpus file {file} contains NUL bytes (binary or UTF-16?); {fix}")
+    # incremental decode: a character cut by the sample's end is not counted as bad
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(sample, final=False)
+    bad = len(_NON_TEXT.findall(text))
+    if text and bad > MAX_NON_TEXT_FRACTION * len(text):
+        raise DataError(
+            f"corpus file {file} is not text: {bad} of the first {len(text)} characters are undecodable or "
+            f"control characters; {fix}"
+        )
+
+
 def _file_documents(file: Path) -> Iterator[list[str]]:
+    check_text_file(file)
     opener = gzip.open if file.name.endswith(".gz") else open
     # errors="replace": one bad byte in a 100 MB corpus should not stop a preparation
     with opener(file, "rt", encoding="utf-8", errors="replace") as handle:

@@ -11,12 +11,13 @@ Cache layout under `cache_dir`:
     <key>/                   one prepared dataset, self-contained, written atomically
         blocks.npy           [num_blocks, seq_len]; uint16 when the vocab fits, else int32
         tokenizer/           vocab.txt + transformers files (load_tokenizer / from_pretrained)
-        meta.json            spec, sources, TokenInfo, counts, stats (written last)
+        meta.json            spec, sources, TokenInfo, vocab.txt's sha256, counts, stats (written last)
     tokenizers/<tkey>/       the trained (or built) tokenizer, shared by every seq_len
 
-`key` hashes the spec's shaping fields, the corpus fingerprint (not its name or path, so
-the same data reached two ways shares a cache), the vocab file's sha256 when one is
-given, and FORMAT_VERSION. Each folder is built under a `.tmp-*` name and renamed into
+`key` hashes the spec's shaping fields, the corpus fingerprint (the full content hash of
+every corpus file, not its name or path, so the same data reached two ways shares a cache;
+file hashes are cached in `cache_dir/file_hashes.json`), the vocab file's sha256 when one
+is given, and FORMAT_VERSION. Each folder is built under a `.tmp-*` name and renamed into
 place, so an interrupted run never leaves a half cache.
 """
 
@@ -40,9 +41,10 @@ from tqdm.auto import tqdm
 from bench.backend import TokenInfo
 from bench.data.corpus import CorpusSource, resolve_corpus
 from bench.errors import ConfigError, DataError
+from bench.fingerprint import file_sha256
 from bench.data.tokenizer import VOCAB_FILE, load_tokenizer, token_info, tokenizer_from_vocab, train_wordpiece
 
-FORMAT_VERSION = 1  # bump whenever splitting, packing or the files written change
+FORMAT_VERSION = 2  # bump whenever splitting, packing, tokenizer training or the files written change
 BLOCKS_FILE = "blocks.npy"
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
@@ -73,7 +75,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class PretrainData:
-    """A prepared dataset in the cache. `num_tokens` = non-padding ids ([CLS]/[SEP] included)."""
+    """A prepared dataset in the cache. `num_tokens` = non-padding ids ([CLS]/[SEP] included).
+
+    `vocab_sha256` is the sha256 of the vocab.txt actually used (trained or given): part of a
+    run's identity, since the same settings may train a different vocabulary on other data.
+    """
 
     key: str
     tokenizer_dir: Path
@@ -82,6 +88,7 @@ class PretrainData:
     num_tokens: int
     seq_len: int
     tokens: TokenInfo
+    vocab_sha256: str
     stats: dict = field(default_factory=dict)
 
 
@@ -93,8 +100,8 @@ def prepare_pretraining_data(
     cache_dir = Path(cache_dir)
     source = resolve_corpus(spec.corpus, data_dir)
     vocab_txt = None if spec.vocab is None else resolve_vocab(spec.vocab, data_dir)
-    vocab_sha = None if vocab_txt is None else _file_sha256(vocab_txt)
-    corpus_fp = source.fingerprint()
+    vocab_sha = None if vocab_txt is None else file_sha256(vocab_txt, cache_dir)
+    corpus_fp = source.fingerprint(cache_dir)  # full content hash; unchanged files are not re-read
     key = data_key(spec, corpus_fp, vocab_sha)
     final = cache_dir / key
     if (final / META_FILE).is_file():
@@ -275,6 +282,7 @@ def _build(
         "spec": asdict(spec),
         "corpus": {"name": source.name, "path": str(source.path) if source.path else "hub", "fingerprint": corpus_fp},
         "vocab": {"path": str(vocab_txt) if vocab_txt else None, "sha256": vocab_sha},
+        "vocab_sha256": file_sha256(out / TOKENIZER_DIR / VOCAB_FILE),  # the vocab in use, trained or given
         "tokens": asdict(info),
         "num_blocks": len(all_blocks),
         "num_tokens": real_tokens,
@@ -325,6 +333,7 @@ def _load_prepared(folder: Path) -> PretrainData:
         num_tokens=meta["num_tokens"],
         seq_len=meta["seq_len"],
         tokens=TokenInfo(**meta["tokens"]),
+        vocab_sha256=meta["vocab_sha256"],
         stats=meta["stats"],
     )
 
@@ -363,10 +372,6 @@ def _check_spec(spec: DataSpec) -> None:
         raise ConfigError(f"vocab_size {spec.vocab_size} is too small for a WordPiece vocab (>= 100)")
     if spec.max_documents is not None and spec.max_documents < 1:
         raise ConfigError(f"max_documents must be None or >= 1, got {spec.max_documents}")
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _short_hash(payload: dict) -> str:
