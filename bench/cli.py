@@ -75,8 +75,8 @@ def main() -> None:
               "(electra-small@6.25%), or wall-clock (20min).")
 @click.option("--convention", "budget_convention", type=click.Choice(["paper", "executed"]),
               help="FLOP convention the budget is counted in (default paper).")
-@click.option("--seeds", type=int, help="Fine-tuning seeds per model and task (default: the preset's, 3).")
-@click.option("--epochs", type=float, help="Override every task's fine-tuning epochs (a quick look).")
+@click.option("--seeds", type=click.IntRange(min=1), help="Fine-tuning seeds per model and task (default: the preset's, 3).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Override every task's fine-tuning epochs (a quick look).")
 @click.option("--control", help="No-pretraining control added to the comparison (default scratch; `none` to drop).")
 @click.option("--curve", is_flag=True, help="Also fine-tune the checkpoints saved at 1/16..1/2 of the budget.")
 @click.option("--results", help="Results folder holding bench.db and run folders (default ./results).")
@@ -92,7 +92,9 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     """
     from bench.config import load_experiment
     from bench.plan import plan_experiment
-    from bench.results.report import comparison_table, render, verdict_lines
+    import pandas as pd
+
+    from bench.results.report import comparison_table, failed_rows, render, verdict_lines
     from bench.runner import Runner, register_config_tasks
 
     if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
@@ -106,14 +108,17 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     tasks = _expand_tasks(exp.task, exp.data_dir)
     plan = plan_experiment(exp, curve=curve, epochs=epochs, tasks=tasks)
     say = (lambda s: None) if exp.quiet else click.echo
+    runner = Runner(plan, progress=not exp.quiet, echo=click.echo)
+    plan = runner.prepare()  # everything checked, data prepared, before the first step
     say(f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; "
         f"size {plan.size.name}, budget {plan.budget.text} ({plan.budget.value:.3g} "
         f"{'s' if plan.budget.is_time else 'FLOPs, ' + exp.budget_convention + ' convention'}), "
         f"results in {exp.results_dir}")
-    runner = Runner(plan, progress=not exp.quiet, echo=click.echo)
     summary = runner.run()
     df = comparison_table(runner.store, run_ids=[f.id for f in plan.finetune_runs])
-    click.echo(render(df, "md"))
+    failed = failed_rows(runner.store, [p.id for p in plan.pretrain_runs], [f.id for f in plan.finetune_runs],
+                         plan.task_names)
+    click.echo(render(df if failed.empty else pd.concat([df, failed], ignore_index=True), "md"))
     for line in verdict_lines(df, exp.control):
         click.echo(line)
     if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
@@ -231,9 +236,9 @@ def list_cmd() -> None:
 @main.command()
 @click.option("--model", required=True, help="A registered model (see `bench list`).")
 @click.option("--size", default="tiny", show_default=True, help="Size preset.")
-@click.option("--steps", type=int, default=1, show_default=True, help="Training steps to count.")
-@click.option("--batch", type=int, default=None, help="Sequences per step (default: the preset's).")
-@click.option("--seq", type=int, default=128, show_default=True, help="Tokens per sequence.")
+@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True, help="Training steps to count.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Sequences per step (default: the preset's).")
+@click.option("--seq", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens per sequence.")
 @click.option("--convention", type=click.Choice(["paper", "executed"]), default="paper", show_default=True)
 @click.option("--inference", is_flag=True, help="One sequence's forward pass of the encoder instead.")
 @click.option("--measure", is_flag=True, help="Also run one real step under FlopCounterMode and compare.")

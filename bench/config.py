@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -15,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from bench.errors import ConfigError
 
@@ -175,6 +176,54 @@ def _experiment_kwargs(raw: dict[str, Any], text: str, where: str) -> dict[str, 
     return kwargs
 
 
+# Allowed ranges of numeric settings: (section, key) -> (check, what a valid value looks like).
+# Unset (None) values come from the size preset and are always valid.
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _share(v: float) -> bool:
+    return 0 <= v < 1
+
+
+RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("run", "seeds"): (lambda v: v >= 1, "an integer >= 1, e.g. 3"),
+    ("pretrain", "lr"): (_positive, "a positive, finite number, e.g. 5e-4"),
+    ("pretrain", "batch_size"): (lambda v: v >= 1, "an integer >= 1, e.g. 32"),
+    ("pretrain", "seq_len"): (lambda v: v >= 8, "an integer >= 8, e.g. 128"),
+    ("pretrain", "warmup_fraction"): (_share, "a share of the run in [0, 1), e.g. 0.1"),
+    ("pretrain", "weight_decay"): (_non_negative, "a number >= 0, e.g. 0.01"),
+    ("pretrain", "adam_eps"): (_positive, "a positive number, e.g. 1e-6"),
+    ("pretrain", "max_grad_norm"): (_non_negative, "a number >= 0 (0 = no clipping), e.g. 1.0"),
+    ("pretrain", "seed"): (lambda v: v >= 0, "an integer >= 0"),
+    ("pretrain", "log_every"): (lambda v: v >= 1, "an integer >= 1, e.g. 10"),
+    ("pretrain", "resume_every_steps"): (lambda v: v >= 0, "an integer >= 0 (0 = only by time and on signals)"),
+    ("pretrain", "resume_every_minutes"): (_non_negative, "a number of minutes >= 0 (0 = only by steps)"),
+    ("finetune", "lr"): (_positive, "a positive, finite number, e.g. 3e-4"),
+    ("finetune", "batch_size"): (lambda v: v >= 1, "an integer >= 1, e.g. 32"),
+    ("finetune", "epochs"): (_positive, "a positive number of epochs, e.g. 3"),
+    ("finetune", "max_length"): (lambda v: v >= 4, "an integer >= 4, e.g. 128"),
+    ("finetune", "max_train_examples"): (lambda v: v >= 0, "an integer >= 0 (0 = all)"),
+    ("finetune", "warmup_fraction"): (_share, "a share of the run in [0, 1), e.g. 0.1"),
+    ("finetune", "weight_decay"): (_non_negative, "a number >= 0"),
+    ("finetune", "layer_decay"): (lambda v: 0 < v <= 1, "a factor in (0, 1], e.g. 0.8"),
+    ("finetune", "dropout"): (lambda v: 0 <= v < 1, "a probability in [0, 1), e.g. 0.1"),
+    ("data", "vocab_size"): (lambda v: v >= 100, "an integer >= 100, e.g. 8192"),
+    ("data", "max_documents"): (lambda v: v >= 1, "an integer >= 1 (leave it out for all)"),
+}
+
+
+def check_range(section: str, key: str, value: Any, where: str) -> None:
+    """A ConfigError naming `where` (file and line, or flag) when `value` is outside RANGES."""
+    check, valid = RANGES[(section, key)]
+    if value is not None and not check(value):
+        raise ConfigError(f"{where}: {section}.{key} = {value!r} is out of range: give {valid}.")
+
+
 def validate(exp: Experiment, where: str, text: str = "") -> None:
     """Checks that need more than types. Names are checked later, against the registries."""
     if not exp.models:
@@ -187,14 +236,19 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
     if exp.budget is not None:
         from bench.train.budget import parse_budget
 
-        parse_budget(exp.budget, convention=exp.budget_convention, where=f"{where}: budget")
-    if exp.seeds is not None and exp.seeds < 1:
-        raise ConfigError(f"{where}: seeds must be at least 1, got {exp.seeds}.")
+        parse_budget(exp.budget, convention=exp.budget_convention,
+                     where=f"{exp.where('budget')}{'' if 'budget' in exp.from_cli else _line(text, 'run', 'budget')}")
+    for (section, key) in RANGES:
+        value = getattr(exp, key) if section == "run" else getattr(getattr(exp, _SECTIONS[section]), key)
+        place = exp.where(key) if section == "run" and key in exp.from_cli else where + _line(text, section, key)
+        check_range(section, key, value, place)
     fr = exp.pretrain.checkpoint_fractions
     if not fr or any(not 0 < f <= 1 for f in fr):
-        raise ConfigError(f"{where}: pretrain.checkpoint_fractions must be in (0, 1], got {list(fr)}.")
+        raise ConfigError(f"{where}{_line(text, 'pretrain', 'checkpoint_fractions')}: pretrain.checkpoint_fractions "
+                          f"must be shares of the budget in (0, 1], got {list(fr)}.")
     if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"{where}: pretrain.precision = {exp.pretrain.precision!r}; choose auto, fp32 or bf16.")
+        raise ConfigError(f"{where}{_line(text, 'pretrain', 'precision')}: pretrain.precision = "
+                          f"{exp.pretrain.precision!r}; choose auto, fp32 or bf16.")
 
 
 # --- typing helpers -----------------------------------------------------------------------

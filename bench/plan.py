@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,6 +51,7 @@ class PretrainRun:
     options: dict[str, Any]
     pretrains: bool = True
     external: str | None = None  # "hf:<id>" or "path:<dir>": an existing checkpoint, not trained here
+    identity: dict[str, Any] = field(default_factory=dict)  # the data it runs on (bench.preflight fills it)
 
     def spec(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -70,6 +72,7 @@ class FinetuneRun:
     pretrain_id: str
     fraction: float  # which checkpoint of the pretraining run (share of its budget)
     settings: dict[str, Any]  # FinetuneConfig fields
+    task_data: str = ""  # fingerprint of the task's data files (bench.preflight fills it)
 
     def spec(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,8 +118,8 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
     data = {
         "corpus": exp.data_settings.corpus,
         "vocab": exp.data_settings.vocab,
-        "vocab_size": exp.data_settings.vocab_size or size.vocab_size,
-        "seq_len": exp.pretrain.seq_len or size.seq_len,
+        "vocab_size": _first(exp.data_settings.vocab_size, size.vocab_size),
+        "seq_len": _first(exp.pretrain.seq_len, size.seq_len),
         "max_documents": exp.data_settings.max_documents,
     }
     fractions = tuple(sorted(set(exp.pretrain.checkpoint_fractions) | set(CURVE_FRACTIONS)))
@@ -129,7 +132,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
         pretrain_runs.append(PretrainRun(
             model=name, size=size.name, budget=budget if pretrains else Budget("flops", 0.0, "0"),
             convention=exp.budget_convention, data=data if not external else {},
-            lr=exp.pretrain.lr or size.pretrain_lr, batch_size=exp.pretrain.batch_size or size.pretrain_batch,
+            lr=_first(exp.pretrain.lr, size.pretrain_lr), batch_size=_first(exp.pretrain.batch_size, size.pretrain_batch),
             seq_len=data["seq_len"], warmup_fraction=_first(exp.pretrain.warmup_fraction, size.warmup_fraction),
             weight_decay=exp.pretrain.weight_decay, adam_eps=exp.pretrain.adam_eps,
             max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed,
@@ -137,16 +140,56 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
             options=options, pretrains=pretrains, external=external,
         ))
 
+    where = exp.config_file or "the defaults"
+    if data["seq_len"] > size.max_position:
+        raise ConfigError(f"{where}: pretrain.seq_len = {data['seq_len']} exceeds the {size.name} preset's "
+                          f"{size.max_position} positions; give at most {size.max_position}.")
+    world = world_size()
+    batch = pretrain_runs[0].batch_size
+    if batch % world:
+        raise ConfigError(f"{where}: pretrain.batch_size = {batch} (the global batch) is not divisible by the "
+                          f"{world} processes of this launch; give a multiple of {world}.")
+    settings_by_task = {task: checked_finetune_settings(exp, size, task, epochs=epochs, world=world)
+                        for task in task_names}
+
     finetune_runs = []
     for pt in pretrain_runs:
         points = pt.checkpoint_fractions if (curve and pt.pretrains) else (1.0,)
         for task in task_names:
-            settings = finetune_settings(exp, size, task, epochs=epochs)
+            settings = settings_by_task[task]
             for fraction in points:
                 for seed in range(seeds):
                     finetune_runs.append(FinetuneRun(model=pt.model, size=size.name, task=task, seed=seed,
                                                      pretrain_id=pt.id, fraction=fraction, settings=settings))
     return Plan(exp, size, budget, tuple(task_names), tuple(pretrain_runs), tuple(finetune_runs))
+
+
+def world_size() -> int:
+    """Processes of this launch (torchrun / accelerate set WORLD_SIZE); 1 when run plainly."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def checked_finetune_settings(exp: Experiment, size: SizePreset, task: str, *, epochs: float | None,
+                              world: int = 1) -> dict[str, Any]:
+    """`finetune_settings`, checked now, so a bad fine-tuning value fails before any pretraining."""
+    from bench.train.finetune import FinetuneConfig
+
+    s = finetune_settings(exp, size, task, epochs=epochs)
+    where = exp.config_file or "the defaults"
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    try:
+        FinetuneConfig(**{k: v for k, v in s.items() if k in fields})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: task {task}: {exc}; set it in [finetune] or [tasks.{task}].") from None
+    except TypeError as exc:
+        raise ConfigError(f"{where}: [tasks.{task}]: {exc}") from None
+    if s["max_length"] > size.max_position:
+        raise ConfigError(f"{where}: task {task}: fine-tuning max_length = {s['max_length']} exceeds the {size.name} "
+                          f"preset's {size.max_position} positions; give at most {size.max_position}.")
+    if s["batch_size"] % world:
+        raise ConfigError(f"{where}: task {task}: fine-tuning batch_size = {s['batch_size']} is not divisible by the "
+                          f"{world} processes of this launch; give a multiple of {world}.")
+    return s
 
 
 def finetune_settings(exp: Experiment, size: SizePreset, task: str, *, epochs: float | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.registry import MODELS, TASKS
+from bench.preflight import check_results_folder, preflight
 from bench.results.store import Claim, Metric, Store
 
 DB_NAME = "bench.db"
@@ -60,15 +61,19 @@ def register_config_tasks(exp: Experiment) -> None:
 class Runner:
     def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print,
                  poll_s: float = 5.0) -> None:
+        """Opens the results store (a damaged, newer or unwritable one is an error now)."""
         self.plan = plan
         self.poll_s = poll_s  # how often to look again at runs other processes hold
         self._by_id = {pt.id: pt for pt in plan.pretrain_runs}
         self._gave_up: set[str] = set()  # runs that failed in this process: not retried, dependants skipped
+        self._prepared = False
         self.exp = plan.experiment
         self.progress = progress
         self.echo = echo
         self.results = self.exp.results_dir
+        check_results_folder(self.results)
         self.store = Store(self.results / DB_NAME)
+        self.store.check_integrity()
         self.env = environment()
         self._data: Any = None  # PretrainData, prepared once and only if a run needs it
         self.summary = RunSummary()
@@ -100,24 +105,20 @@ class Runner:
         # A done run whose checkpoints were deleted is redone, so its fine-tuning can proceed.
         return all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
 
-    def data(self):
-        if self._data is None:
-            from bench.data.pretrain_data import DataSpec, prepare_pretraining_data
-
-            spec = DataSpec(**next(p.data for p in self.plan.pretrain_runs if p.data))
-            self._data = prepare_pretraining_data(spec, self.exp.data_dir, self.results / "cache",
-                                                  progress=self.progress)
+    def data(self) -> Any:
+        """The pretraining data preflight prepared (PretrainData)."""
+        assert self._data is not None, "Runner.prepare() prepares the data before any run"
         return self._data
 
     # --- the work -------------------------------------------------------------------------
 
-    def check(self) -> None:
-        """Fail before anything is written: every existing checkpoint named by hf:/path: must load."""
-        from bench.train.finetune import encoder_config
-
-        for pt in self.plan.pretrain_runs:
-            if pt.external:
-                encoder_config(self.checkpoint(pt, 1.0))
+    def prepare(self) -> Plan:
+        """Check the whole plan and pin its data into the run ids, before any work (bench.preflight)."""
+        prepared = preflight(self.plan, progress=self.progress, echo=self.echo)
+        self.plan, self._data = prepared.plan, prepared.data
+        self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
+        self._prepared = True
+        return self.plan
 
     def run(self) -> RunSummary:
         """Work through the plan in order, pretraining first, sharing the store with other processes.
@@ -127,7 +128,8 @@ class Runner:
         for its checkpoint), one whose owner died is taken over. The plan is finished when
         every run is done here, done elsewhere, or failed.
         """
-        self.check()
+        if not self._prepared:
+            self.prepare()
         start = time.perf_counter()
         pending: list[PretrainRun | FinetuneRun] = [*self.plan.pretrain_runs, *self.plan.finetune_runs]
         waiting_for: set[str] = set()
@@ -246,7 +248,7 @@ class Runner:
             self.store.finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             return
         t0 = time.perf_counter()
-        data = self.data()  # before the run is recorded: a data error leaves the store untouched
+        data = self.data()  # prepared by preflight, before any run was claimed
         data_wall = time.perf_counter() - t0
         tokenizer = load_tokenizer(data.tokenizer_dir)
         cls = MODELS.get(pt.model)

@@ -156,6 +156,48 @@ def _key(row: dict[str, Any] | pd.Series) -> tuple[str, str, str, float, float]:
             float(row["pretrain_flops"]))
 
 
+def short_error(error: str | None) -> str:
+    """A run's error in a few words for a table cell: a traceback's last line, or the first clause."""
+    text = (error or "failed").strip()
+    if text.startswith("Traceback"):
+        text = text.splitlines()[-1]
+    first = text.split(": ", 1)[0] if text.startswith(("pretraining diverged", "interrupted")) else text
+    return first if len(first) <= 80 else first[:77] + "..."
+
+
+def failed_rows(store: Store, pretrain_ids: Iterable[str], finetune_ids: Iterable[str],
+                tasks: Iterable[str]) -> pd.DataFrame:
+    """Rows in COLUMNS for planned configurations without a result: a failed pretraining run (once
+    per task) and a fine-tuning point none of whose seeds finished. The reason stands where the
+    score would."""
+    rows = []
+    for pid in pretrain_ids:
+        r = store.run(pid)
+        if r is None or r["status"] == "done":
+            continue
+        error = short_error(r["error"]) if r["status"] == "failed" else "not finished"
+        reason = error if error.startswith("pretraining") else f"pretraining {error}"
+        for task in tasks:
+            rows.append(_failed_row(r, task, reason))
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for fid in finetune_ids:
+        r = store.run(fid)
+        if r is not None:
+            groups.setdefault((r["parent_id"], r["task"], r["spec"].get("fraction", 1.0)), []).append(r)
+    for runs in groups.values():
+        if runs and not any(r["status"] == "done" for r in runs):
+            failed = [r for r in runs if r["status"] == "failed"]
+            if failed:
+                rows.append(_failed_row(failed[0], failed[0]["task"], f"fine-tuning {short_error(failed[0]['error'])}"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _failed_row(r: dict[str, Any], task: str, reason: str) -> dict[str, Any]:
+    return {"model": r["model"], "size": r["size"], "task": task, "budget_flops": r["budget"],
+            "pretrain_steps": None, "pretrain_flops": None, "pretrain_wall_s": None, "tokens_per_s": None,
+            "finetune_wall_s": None, "score_median": reason, "score_min": None, "score_max": None, "seeds": 0}
+
+
 def seed_scores_of(df: pd.DataFrame, row: dict[str, Any]) -> list[float] | None:
     return df.attrs.get(SEED_SCORES, {}).get(_key(row))
 
@@ -446,6 +488,8 @@ def _provenance(store: Store, ft_ids: set[str], pt_ids: set[str], *, tasks: Iter
 
 
 def _fmt_num(v: Any, kind: str) -> str:
+    if isinstance(v, str):  # a failed row says why where its score would be
+        return v
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if kind == "flops":
@@ -549,6 +593,12 @@ def render_report(report: Report, fmt: str = "md", *, images: list[Any] | None =
     parts = [render(report.comparison, fmt), "", "## Leaderboard", "", leaderboard_caption(report.leaderboard), "",
              render_leaderboard(report.leaderboard, fmt, tasks), "", "## Claims at matched compute", ""]
     parts += [f"- {s}" for s in lines]
+    failed = [r for r in report.runs if r["status"] == "failed"]
+    if failed:
+        parts += ["", "## Runs without a result", ""]
+        parts += [f"- {r['kind']} {r['model']} ({r['size']}{', ' + r['task'] if r['task'] else ''}"
+                  f"{'' if r['seed'] is None else ', seed ' + str(r['seed'])}), run {r['id']}, attempt "
+                  f"{r['attempts']}: {short_error(r['error'])}" for r in failed]
     return "\n".join(parts) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -41,8 +42,9 @@ def reference_flops(name: str, convention: str = "paper") -> float:
 
 def parse_budget(value: str | float | int, *, convention: str = "paper", where: str = "--budget") -> Budget:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ConfigError(f"{where}: a budget must be positive, got {value}.")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{where}: a budget must be a positive, finite number of FLOPs, got {value}. Give FLOPs "
+                              f"(2e14), a share of a paper run (electra-small@6.25%), or wall-clock (20min).")
         return Budget("flops", float(value), f"{float(value):.3g}")
     text = str(value).strip()
     try:

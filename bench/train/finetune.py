@@ -68,20 +68,13 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0  # 0 = no clipping
 
     def __post_init__(self) -> None:
-        checks = {
-            "lr": self.lr > 0,
-            "batch_size": self.batch_size >= 1,
-            "epochs": self.epochs > 0,
-            "max_length": self.max_length >= 4,
-            "warmup_fraction": 0 <= self.warmup_fraction < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "layer_decay": 0 < self.layer_decay <= 1,
-            "dropout": 0 <= self.dropout < 1,
-            "adam_eps": self.adam_eps > 0,
-            "max_train_examples": self.max_train_examples >= 0,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "max_grad_norm": self.max_grad_norm >= 0,
-        }
+        from bench.config import RANGES, check_range
+
+        for section, key in RANGES:  # the same ranges bench.toml's [finetune] is held to
+            if section == "finetune":
+                check_range(section, key, getattr(self, key), "fine-tuning setting")
+        checks = {"adam_eps": self.adam_eps > 0, "eval_batch_size": self.eval_batch_size >= 1,
+                  "max_grad_norm": self.max_grad_norm >= 0}
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"fine-tuning setting {key} = {getattr(self, key)!r} is out of range")

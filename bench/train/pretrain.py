@@ -249,6 +249,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         last_save = time.perf_counter()
 
     done = elapsed() >= plan.time_budget_s if timed else state.step >= plan.steps
+    last: dict[str, float] = {}  # the last finished step's metrics, for a divergence message
     with _Signals() as signals:
         while not done:
             factor = schedule(elapsed() if timed else state.step + 0.5)  # mid-step: no step wasted at lr 0
@@ -261,11 +262,11 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 out = model(batch)
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):
-                raise Diverged(state.step + 1, "loss", loss_value, state.final, lr, mixed)
+                raise Diverged(state.step + 1, "loss", loss_value, last, lr, mixed)
             accelerator.backward(out.loss)
             norm = float(accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf))
             if not math.isfinite(norm):
-                raise Diverged(state.step + 1, "gradient norm", norm, state.final, lr, mixed)
+                raise Diverged(state.step + 1, "gradient norm", norm, last, lr, mixed)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
@@ -275,8 +276,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             if timed and world > 1:  # every rank must stop at the same step
                 flag = torch.tensor(float(done), device=accelerator.device)
                 done = bool(accelerator.reduce(flag, reduction="max").item())
-            for k, v in out.metrics.items():
-                state.window.setdefault(k, []).append(float(v))
+            last = {k: float(v) for k, v in out.metrics.items()}
+            for k, v in last.items():
+                state.window.setdefault(k, []).append(v)
             if state.step % log_every == 0 or done:
                 state.final = {k: sum(v) / len(v) for k, v in state.window.items()}
                 state.final["lr"] = lr
@@ -323,11 +325,11 @@ class Diverged(RunFailure):
     """A non-finite loss or gradient: the run stops before the optimiser applies it."""
 
     def __init__(self, step: int, what: str, value: float, last: dict[str, float], lr: float, mixed: str) -> None:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none logged yet"
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none in this attempt"
         cause = ("the learning rate is too high for this model" + (" or bf16 overflowed" if mixed == "bf16" else ""))
         fix = "lower pretrain.lr" + (' or set pretrain.precision = "fp32"' if mixed == "bf16" else "")
-        super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; last "
-                         f"finite metrics: {shown}). Likely cause: {cause}; {fix} and re-run. The resume state from "
+        super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; the "
+                         f"step before: {shown}). Likely cause: {cause}; {fix} and re-run. The resume state from "
                          f"before that step is kept.")
         self.step = step
 

@@ -1,0 +1,112 @@
+"""Check the whole plan before any work, and pin the data it runs on into its run ids.
+
+Everything that can fail for a reason of the user's is tried here, before the first step:
+the results folder and store, every task's files and label sets, every `hf:`/`path:`
+checkpoint, the pretraining data, every backend's options, and that each budget buys at
+least one step. What is found becomes part of the runs' identity (DESIGN.md, "Runs at
+scale"): a pretraining run's id covers the prepared data and the vocabulary it actually
+used, a fine-tuning run's the content of its task's files, an external checkpoint's its
+config and weights. Changed data therefore makes new runs, and a report never mixes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import ConfigError, DataError, StoreError
+from bench.plan import FinetuneRun, Plan, PretrainRun
+from bench.registry import MODELS, TASKS
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A checked plan whose run ids cover their data, and the pretraining data it prepared."""
+
+    plan: Plan
+    data: Any  # bench.data.pretrain_data.PretrainData, or None when no run pretrains from the corpus
+
+
+def preflight(plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print) -> Prepared:
+    exp = plan.experiment
+    results = exp.results_dir
+    check_results_folder(results)
+    cache = results / "cache"
+    from bench.train.finetune import encoder_config
+    from bench.fingerprint import checkpoint_fingerprint
+
+    task_ids = {}
+    for name in plan.task_names:  # every split loads, labels fit: a typo fails now, not after pretraining
+        task = TASKS.get(name)
+        for split in ("train", *task.spec.eval_splits):
+            if len(task.load(split, exp.data_dir)) == 0:
+                raise DataError(f"task {name!r}: its {split} split is empty")
+        task_ids[name] = task.fingerprint(exp.data_dir, cache)
+
+    data = None
+    if any(not pt.external for pt in plan.pretrain_runs):
+        from bench.data.pretrain_data import DataSpec, prepare_pretraining_data
+
+        spec = DataSpec(**next(pt.data for pt in plan.pretrain_runs if not pt.external))
+        data = prepare_pretraining_data(spec, exp.data_dir, cache, progress=progress)
+
+    resolved: dict[str, PretrainRun] = {}
+    for pt in plan.pretrain_runs:
+        if pt.external:
+            kind, _, ref = pt.external.partition(":")
+            encoder_config(ref)  # loads, or a clear error naming the folder or hub id
+            identity = {"checkpoint": checkpoint_fingerprint(pt.external, cache)}
+        else:
+            check_backend(pt, plan, data)
+            identity = {"data": data.key, "vocab_sha256": data.vocab_sha256}
+        resolved[pt.id] = dataclasses.replace(pt, identity=identity)
+    finetune_runs = tuple(dataclasses.replace(ft, pretrain_id=resolved[ft.pretrain_id].id, task_data=task_ids[ft.task])
+                          for ft in plan.finetune_runs)
+    return Prepared(dataclasses.replace(plan, pretrain_runs=tuple(resolved.values()), finetune_runs=finetune_runs),
+                    data)
+
+
+def check_results_folder(results: Path) -> None:
+    """The results folder exists (or can be made) and takes a file: a clear error otherwise."""
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results {results} is a file, not a folder: point --results (or run.results in "
+                          f"bench.toml) at a folder.")
+    probe = results / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+        raise StoreError(f"cannot write to the results folder {results}: {exc.strerror}{full}. Point --results at a "
+                         f"folder you can write to.") from None
+
+
+def check_backend(pt: PretrainRun, plan: Plan, data: Any) -> None:
+    """Build the backend once (its options are checked) and make sure the budget buys a step."""
+    import torch
+
+    from bench.train.pretrain import plan_pretraining
+
+    cls = MODELS.get(pt.model)
+    where = plan.experiment.config_file or "bench.toml"
+    with torch.random.fork_rng(devices=[]):  # leave the global RNG as the run will find it
+        try:
+            backend = cls(plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: bad option in [models.{pt.model}]: {exc}") from None
+    if not pt.pretrains or pt.budget.is_time:
+        return
+    per_step = backend.flops_per_step(pt.batch_size, pt.seq_len, pt.convention).total
+    if pt.budget.value < per_step:
+        raise ConfigError(
+            f"{plan.experiment.where('budget')}: the budget {pt.budget.text} ({pt.budget.value:.3g} FLOPs, "
+            f"{pt.convention} convention) is less than one pretraining step of {pt.model} ({per_step:.3g} FLOPs for "
+            f"a batch of {pt.batch_size} x {pt.seq_len} tokens). Give at least {per_step:.3g}.")
+    plan_pretraining(backend, budget_flops=pt.budget.value, convention=pt.convention, batch_size=pt.batch_size,
+                     seq_len=pt.seq_len, warmup_fraction=pt.warmup_fraction)
+    del backend
