@@ -237,7 +237,7 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
         from bench.train.budget import parse_budget
 
         parse_budget(exp.budget, convention=exp.budget_convention,
-                     where=f"{exp.where('budget')}{'' if 'budget' in exp.from_cli else _line(text, 'run', 'budget')}")
+                     where="--budget" if "budget" in exp.from_cli else f"{where}{_line(text, 'run', 'budget')}: run.budget")
     for (section, key) in RANGES:
         value = getattr(exp, key) if section == "run" else getattr(getattr(exp, _SECTIONS[section]), key)
         place = exp.where(key) if section == "run" and key in exp.from_cli else where + _line(text, section, key)

@@ -203,14 +203,6 @@ class Runner:
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
             self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                self._fail_and_go_on(run_id, exc)
-                return
-            where = f" writing {exc.filename}" if exc.filename else ""
-            self._record_failure(run_id, f"disk full{where}")
-            raise BenchError(f"the disk is full{where} ({exc.strerror}). Free space on that filesystem, or point "
-                             f"--results at another folder, then re-run to continue.") from None
         except BenchError as exc:  # a user error: recorded, then reported
             self._record_failure(run_id, str(exc))
             raise
@@ -220,7 +212,14 @@ class Runner:
             self.summary.failed.append(f"{run_id}: {exc}")
             self.echo(f"run {run_id} failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run retried next time
-            self._fail_and_go_on(run_id, exc)
+            full = disk_full(exc)
+            if full is None:
+                self._fail_and_go_on(run_id, exc)
+                return
+            self._record_failure(run_id, f"disk full: {full}")
+            raise BenchError(f"the disk is full: run {run_id} could not write under {self.results} ({full}). Free "
+                             f"space on that filesystem, or point --results at another folder, then re-run to "
+                             f"continue.") from None
 
     def _fail_and_go_on(self, run_id: str, exc: BaseException) -> None:
         self._record_failure(run_id, "".join(traceback.format_exception(exc)))
@@ -316,6 +315,20 @@ class Runner:
         metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
         self.store.finish(ft.id, metrics)
         self.summary.finetuned += 1
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """What said the disk is full, if anything in `exc`'s chain did (OSError ENOSPC, or a library's
+    own error around one, e.g. safetensors' "No space left on device (os error 28)")."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return f"{exc.strerror}" + (f" writing {exc.filename}" if exc.filename else "")
+        if "No space left on device" in str(exc) or "disk is full" in str(exc):
+            return str(exc).splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _count(module: Any) -> int:

@@ -132,6 +132,10 @@ def test_sigint_saves_the_state_and_exits_130_and_sigterm_143(resume_project):
         assert f"interrupted by {sig.name}" in out and "re-run the same command to continue" in out
         assert "Traceback" not in out
         run = _pretrain_run(results)
+        state = results / "runs" / run["id"] / "resume"
+        names = sorted(p.name for p in state.iterdir())  # safetensors and JSON, nothing pickled, no leftovers
+        assert len(names) == 2 and names[0].startswith("state-") and names[0].endswith(".safetensors")
+        assert names[1] == "state.json"
         assert run["status"] == "failed" and f"interrupted by {sig.name}" in run["error"]
         assert "resume state is saved" in run["error"]
         with Store(results / "bench.db") as s:

@@ -116,7 +116,7 @@ def prepare_pretraining_data(
 
 def load_blocks(data: PretrainData) -> torch.Tensor:
     """The blocks as an int32 tensor [num_blocks, seq_len] (uint16 on disk when it fits)."""
-    blocks = np.load(data.blocks_path)
+    blocks = np.load(data.blocks_path, allow_pickle=False)  # arrays only: nothing executable is loaded
     if blocks.shape != (data.num_blocks, data.seq_len):
         raise DataError(f"{data.blocks_path}: shape {blocks.shape}, expected {(data.num_blocks, data.seq_len)}")
     return torch.from_numpy(blocks.astype(np.int32))

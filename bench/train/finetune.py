@@ -125,7 +125,7 @@ def encoder_config(source: str | Path, *, dropout: float | None = None) -> tuple
     if local and not (path / "config.json").is_file():
         raise DataError(f"encoder folder {path} has no config.json: save the encoder with save_pretrained(folder)")
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=False)  # never run a checkpoint's code
     except (OSError, ValueError) as e:
         where = f"the folder {path}" if local else f"{name!r} (not a local folder, and not in the hub cache)"
         raise DataError(
@@ -151,11 +151,11 @@ def load_encoder(
 
     name, config = encoder_config(source, dropout=dropout)
     try:
-        model = AutoModel.from_pretrained(name, config=config)
+        model = AutoModel.from_pretrained(name, config=config, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load the encoder weights from {name}: {str(e).splitlines()[0]}") from e
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise DataError(
             f"encoder {name}: no tokenizer ({str(e).splitlines()[0]}); save it next to the model with "
