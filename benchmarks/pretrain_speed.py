@@ -34,11 +34,11 @@ def measure(model: str, size: str, batch: int, steps: int, warmup: int, seq: int
         warm = plan_pretraining(backend, budget_flops=warmup * per_step, convention="paper", batch_size=batch,
                                 seq_len=seq, warmup_fraction=0.1)
         pretrain(backend, ids, warm, opt, pad_id=tok.pad_id, out_dir=Path(tmp), save=lambda m, d: None,
-                 progress=False)  # warm-up: allocator, kernels, first-step overheads
+                 progress=False, resume=None)  # warm-up: allocator, kernels, first-step overheads
         plan = plan_pretraining(backend, budget_flops=steps * per_step, convention="paper", batch_size=batch,
                                 seq_len=seq, warmup_fraction=0.1)
         r = pretrain(backend, ids, plan, opt, pad_id=tok.pad_id, out_dir=Path(tmp), save=lambda m, d: None,
-                     progress=False)
+                     progress=False, resume=None)
     return [model, size, f"{batch}x{seq}", r.steps, f"{r.wall_s / r.steps:.3f}", f"{r.tokens_per_s:,.0f}",
             f"{r.flops['executed'] / r.wall_s:.3g}", f"{r.mfu:.1%}" if r.mfu is not None else "-",
             f"{r.peak_memory_mb:,.0f}"]

@@ -50,8 +50,8 @@ pre { background: var(--soft); padding: 10px; overflow-x: auto; font-size: 12px;
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 """
 
-PROVENANCE_COLUMNS = ["id", "kind", "model", "task", "size", "seed", "fraction", "score", "status", "code_version",
-                      "git_sha", "device", "finished_at"]
+PROVENANCE_COLUMNS = ["id", "kind", "model", "task", "size", "seed", "fraction", "score", "status", "attempts",
+                      "data", "code_version", "git_sha", "device", "finished_at"]
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -110,9 +110,19 @@ def _run_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
                      "seed": "" if r["seed"] is None else r["seed"],
                      "fraction": r["spec"].get("fraction", "") if r["kind"] == "finetune" else "",
                      "score": "" if score is None else f"{score:.4f}", "status": r["status"],
+                     "attempts": r.get("attempts", 1), "data": _data_identity(r["spec"]),
                      "code_version": r["code_version"], "git_sha": _short_sha(r["git_sha"]),
                      "device": env.get("device", ""), "finished_at": r["finished_at"] or ""})
     return pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
+
+
+def _data_identity(spec: dict[str, Any]) -> str:
+    """The data a run ran on, short: prepared corpus + vocabulary, task files, or a checkpoint."""
+    ident = spec.get("identity") or {}
+    parts = [f"{k.split('_')[0]} {str(v)[:8]}" for k, v in sorted(ident.items())]
+    if spec.get("task_data"):
+        parts.append(f"task {spec['task_data'][:8]}")
+    return ", ".join(parts)
 
 
 def _short_sha(sha: str | None) -> str:

@@ -285,7 +285,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 state.window = {}
                 for k, v in state.final.items():
                     state.series.append(Metric(k, v, step=state.step, flops=plan.flops_at(state.step), wall_s=now))
-                bar.set_postfix({k: f"{state.final[k]:.3f}" for k in list(state.final)[:3]})
+                bar.set_postfix({k: f"{state.final[k]:.3f}" for k in list(state.final)[:3]}, refresh=False)
             bar.update(int(now) - bar.n if timed else 1)
             # Save every checkpoint whose share of the budget (FLOPs or time) is now spent.
             while pending and (done or (now >= pending[0][0] * total if timed else state.step >= pending[0][1])):

@@ -64,12 +64,16 @@ def save_state(run_dir: Path, *, model: torch.nn.Module, optimizer: torch.optim.
     if torch.cuda.is_available():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = state
-    names = sorted({m.name for m in loop.series})
-    for name in names:  # series as float64 [n, 4]: step, value, flops, wall_s (NaN = none)
-        rows = [[m.step, m.value, _nan(m.flops), _nan(m.wall_s)] for m in loop.series if m.name == name]
-        tensors[f"series.{name}"] = torch.tensor(rows, dtype=torch.float64)
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    order: list[str] = []
+    for m in loop.series:  # one pass: float64 [n, 4] per name (step, value, flops, wall_s; NaN = none)
+        rows.setdefault(m.name, []).append((m.step, m.value, _nan(m.flops), _nan(m.wall_s)))
+        order.append(m.name)
+    names = sorted(rows)
+    for name in names:
+        tensors[f"series.{name}"] = torch.tensor(rows[name], dtype=torch.float64)
     index = {name: i for i, name in enumerate(names)}
-    tensors["series_order"] = torch.tensor([index[m.name] for m in loop.series], dtype=torch.int32)  # interleaving
+    tensors["series_order"] = torch.tensor([index[n] for n in order], dtype=torch.int32)  # their interleaving
     loop.saves += 1
     tensor_file = f"state-{loop.step:09d}-{uuid.uuid4().hex[:8]}.safetensors"
     tmp = folder / f".{tensor_file}.tmp-{os.getpid()}"
