@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_a_nan_loss_stops_the_run_and_nothing_is_finetuned_on_it(micro_project, 
     assert ("finetune", "nanbert") not in runs  # nothing depends on a diverged encoder
     assert runs[("finetune", "bert")]["status"] == "done" and runs[("finetune", "scratch")]["status"] == "done"
     state = micro_project / "results" / "runs" / failed["id"] / "resume" / "state.json"
-    assert state.is_file() and '"step": 4' in state.read_text()  # the state from before the NaN is kept
+    assert 2 <= json.loads(state.read_text())["loop"]["step"] < 6  # a state from before the NaN is kept
 
 
 def test_an_exploding_learning_rate_is_caught_as_divergence(micro_project, monkeypatch):

@@ -130,9 +130,16 @@ def make_optimizer(model: torch.nn.Module, opt: OptimSettings) -> torch.optim.Op
     return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999))
 
 
+MAX_SAVE_SHARE = 0.02  # resume states may take at most this share of a run's time, whatever the triggers say
+
+
 @dataclass(frozen=True)
 class ResumeSettings:
-    """When the loop writes its resume state (besides on SIGINT/SIGTERM); 0 turns a trigger off."""
+    """When the loop writes its resume state (besides on SIGINT/SIGTERM); 0 turns a trigger off.
+
+    Either trigger is held back while the time since the last state is under 50 times what
+    that state took to write, so saving costs at most MAX_SAVE_SHARE of the run on any device.
+    """
 
     every_steps: int = 200
     every_minutes: float = 10.0
@@ -234,19 +241,28 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         torch.cuda.reset_peak_memory_stats()
     lr = 0.0
     start = time.perf_counter()
-    last_save = start
+    last_save, last_save_step, save_cost = start, state.step, 0.0
 
     def elapsed() -> float:
         return state.wall_s + time.perf_counter() - start
 
     def write_state() -> None:
-        nonlocal last_save
+        nonlocal last_save, last_save_step, save_cost
+        began = time.perf_counter()
         if accelerator.is_main_process and resume is not None:
             snapshot = dataclasses.replace(state, wall_s=elapsed())
             save_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, loop=snapshot,
                        plan_key=key)
             state.saves = snapshot.saves
-        last_save = time.perf_counter()
+        last_save, last_save_step = time.perf_counter(), state.step
+        save_cost = last_save - began
+
+    def state_due() -> bool:
+        since = time.perf_counter() - last_save
+        if since * MAX_SAVE_SHARE < save_cost:  # never spend more than 2% of the run writing states
+            return False
+        return bool((resume.every_steps and state.step - last_save_step >= resume.every_steps)
+                    or (resume.every_minutes and since >= 60 * resume.every_minutes))
 
     done = elapsed() >= plan.time_budget_s if timed else state.step >= plan.steps
     last: dict[str, float] = {}  # the last finished step's metrics, for a divergence message
@@ -297,9 +313,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             if signals.received is not None:
                 write_state()
                 raise Interrupted(signals.received, f"stopped after step {state.step}; its resume state is saved")
-            if resume is not None and not done and (
-                    (resume.every_steps and state.step % resume.every_steps == 0)
-                    or (resume.every_minutes and time.perf_counter() - last_save >= 60 * resume.every_minutes)):
+            if resume is not None and not done and state_due():
                 write_state()
     wall = elapsed()
     bar.close()
