@@ -16,7 +16,7 @@ import errno
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.errors import ConfigError, DataError, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
@@ -31,11 +31,11 @@ class Prepared:
     data: Any  # bench.data.pretrain_data.PretrainData, or None when no run pretrains from the corpus
 
 
-def preflight(plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print) -> Prepared:
+def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
+    """Check `plan` (the results folder must already be writable: `check_results_folder`) and
+    return it with every run's data identity filled in, plus the prepared pretraining data."""
     exp = plan.experiment
-    results = exp.results_dir
-    check_results_folder(results)
-    cache = results / "cache"
+    cache = exp.results_dir / "cache"
     from bench.train.finetune import encoder_config
     from bench.fingerprint import checkpoint_fingerprint
 
@@ -57,8 +57,7 @@ def preflight(plan: Plan, *, progress: bool = True, echo: Callable[[str], None] 
     resolved: dict[str, PretrainRun] = {}
     for pt in plan.pretrain_runs:
         if pt.external:
-            kind, _, ref = pt.external.partition(":")
-            encoder_config(ref)  # loads, or a clear error naming the folder or hub id
+            encoder_config(pt.external.partition(":")[2])  # loads, or a clear error naming the folder or hub id
             identity = {"checkpoint": checkpoint_fingerprint(pt.external, cache)}
         else:
             check_backend(pt, plan, data)

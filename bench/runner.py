@@ -1,6 +1,8 @@
 """Carry out a plan: pretrain what is missing, fine-tune what is missing, store everything.
 
-A run already `done` in the store is skipped; a failed or interrupted one is retried.
+A run already `done` in the store is skipped; a failed, interrupted or orphaned one is taken
+over (a pretraining run from its resume state). Each run is claimed in the store first, so
+several `bench run` processes can share one results folder (bench.results.store).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class Runner:
         self.store = Store(self.results / DB_NAME)
         self.store.check_integrity()
         self.env = environment()
-        self._data: Any = None  # PretrainData, prepared once and only if a run needs it
+        self._data: Any = None  # PretrainData, from preflight (None when every model is an external checkpoint)
         self.summary = RunSummary()
         # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
         from transformers.utils import logging as hf_logging
@@ -114,7 +116,7 @@ class Runner:
 
     def prepare(self) -> Plan:
         """Check the whole plan and pin its data into the run ids, before any work (bench.preflight)."""
-        prepared = preflight(self.plan, progress=self.progress, echo=self.echo)
+        prepared = preflight(self.plan, progress=self.progress)
         self.plan, self._data = prepared.plan, prepared.data
         self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         self._prepared = True
@@ -137,8 +139,9 @@ class Runner:
             while pending:
                 blocked: dict[str, str] = {}  # run id -> the owner it waits for
                 ran = False
+                pending_ids = {run.id for run in pending}
                 for run in list(pending):
-                    outcome = self._step(run, blocked)
+                    outcome = self._step(run, blocked, pending_ids)
                     if outcome == "wait":
                         continue
                     pending.remove(run)
@@ -154,7 +157,7 @@ class Runner:
         self.summary.wall_s = time.perf_counter() - start
         return self.summary
 
-    def _step(self, run: PretrainRun | FinetuneRun, blocked: dict[str, str]) -> str:
+    def _step(self, run: PretrainRun | FinetuneRun, blocked: dict[str, str], pending_ids: set[str]) -> str:
         """Try one run: "ran", "skipped" (done or given up) or "wait" (held elsewhere)."""
         if isinstance(run, FinetuneRun):
             parent = self._by_id[run.pretrain_id]
@@ -162,8 +165,11 @@ class Runner:
                 self.summary.failed.append(f"{run.model}/{run.task}/seed {run.seed}: its pretraining run failed")
                 return "skipped"
             if not self._pretrain_complete(parent):
-                blocked[run.id] = ""  # its pretraining is still to come, here or elsewhere
-                return "wait"
+                if parent.id in pending_ids:  # it comes first, here or in the process holding it
+                    blocked[run.id] = ""
+                    return "wait"
+                # no longer planned here but not complete (reopened, or its owner died): take it up again
+                return "ran" if self._step(parent, blocked, pending_ids) == "ran" else "wait"
         elif self.store.is_done(run.id) and not self._pretrain_complete(run):
             self.store.reopen(run.id, "its checkpoint folders were missing; pretrained again")
         if self.store.is_done(run.id):  # a read first: a re-run of a finished plan writes nothing
