@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, DataError, StoreError
-from bench.plan import FinetuneRun, Plan, PretrainRun
+from bench.plan import Plan, PretrainRun
 from bench.registry import MODELS, TASKS
 
 

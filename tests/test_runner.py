@@ -73,7 +73,9 @@ def test_a_nan_loss_stops_the_run_and_nothing_is_finetuned_on_it(micro_project, 
     assert ("finetune", "nanbert") not in runs  # nothing depends on a diverged encoder
     assert runs[("finetune", "bert")]["status"] == "done" and runs[("finetune", "scratch")]["status"] == "done"
     state = micro_project / "results" / "runs" / failed["id"] / "resume" / "state.json"
-    assert 2 <= json.loads(state.read_text())["loop"]["step"] < 6  # a state from before the NaN is kept
+    saved = json.loads(state.read_text())["loop"]["step"]
+    assert 2 <= saved < 6  # a state from before the NaN is kept, and the message says which
+    assert f"The resume state from step {saved}, before it, is kept." in failed["error"]
 
 
 def test_an_exploding_learning_rate_is_caught_as_divergence(micro_project, monkeypatch):

@@ -257,6 +257,10 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         last_save, last_save_step = time.perf_counter(), state.step
         save_cost = last_save - began
 
+    def saved_step() -> int | None:
+        """The step of the resume state on disk, if any."""
+        return last_save_step if resume is not None and (state.saves or resumed_from) else None
+
     def state_due() -> bool:
         since = time.perf_counter() - last_save
         if since * MAX_SAVE_SHARE < save_cost:  # never spend more than 2% of the run writing states
@@ -278,11 +282,11 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 out = model(batch)
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):
-                raise Diverged(state.step + 1, "loss", loss_value, last, lr, mixed)
+                raise Diverged(state.step + 1, "loss", loss_value, last, lr, mixed, saved_step())
             accelerator.backward(out.loss)
             norm = float(accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf))
             if not math.isfinite(norm):
-                raise Diverged(state.step + 1, "gradient norm", norm, last, lr, mixed)
+                raise Diverged(state.step + 1, "gradient norm", norm, last, lr, mixed, saved_step())
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
@@ -312,7 +316,8 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             accelerator.wait_for_everyone()
             if signals.received is not None:
                 write_state()
-                raise Interrupted(signals.received, f"stopped after step {state.step}; its resume state is saved")
+                raise Interrupted(signals.received, f"stopped after step {state.step}" + (
+                    "; its resume state is saved" if resume is not None else ""))
             if resume is not None and not done and state_due():
                 write_state()
     wall = elapsed()
@@ -338,13 +343,15 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
 class Diverged(RunFailure):
     """A non-finite loss or gradient: the run stops before the optimiser applies it."""
 
-    def __init__(self, step: int, what: str, value: float, last: dict[str, float], lr: float, mixed: str) -> None:
+    def __init__(self, step: int, what: str, value: float, last: dict[str, float], lr: float, mixed: str,
+                 saved_step: int | None = None) -> None:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none in this attempt"
         cause = ("the learning rate is too high for this model" + (" or bf16 overflowed" if mixed == "bf16" else ""))
         fix = "lower pretrain.lr" + (' or set pretrain.precision = "fp32"' if mixed == "bf16" else "")
         super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; the "
-                         f"step before: {shown}). Likely cause: {cause}; {fix} and re-run. The resume state from "
-                         f"before that step is kept.")
+                         f"step before: {shown}). Likely cause: {cause}; {fix} and re-run. "
+                         + ("No resume state had been written yet." if saved_step is None else
+                            f"The resume state from step {saved_step}, before it, is kept."))
         self.step = step
 
 
