@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class Prepared:
 
     plan: Plan
     data: Any  # bench.data.pretrain_data.PretrainData, or None when no run pretrains from the corpus
+    data_wall_s: float = 0.0  # preparing the data (or finding it in the cache)
 
 
 def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
@@ -47,12 +49,13 @@ def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
                 raise DataError(f"task {name!r}: its {split} split is empty")
         task_ids[name] = task.fingerprint(exp.data_dir, cache)
 
-    data = None
+    data, started = None, time.perf_counter()
     if any(not pt.external for pt in plan.pretrain_runs):
         from bench.data.pretrain_data import DataSpec, prepare_pretraining_data
 
         spec = DataSpec(**next(pt.data for pt in plan.pretrain_runs if not pt.external))
         data = prepare_pretraining_data(spec, exp.data_dir, cache, progress=progress)
+    data_wall_s = time.perf_counter() - started
 
     resolved: dict[str, PretrainRun] = {}
     for pt in plan.pretrain_runs:
@@ -66,7 +69,7 @@ def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
     finetune_runs = tuple(dataclasses.replace(ft, pretrain_id=resolved[ft.pretrain_id].id, task_data=task_ids[ft.task])
                           for ft in plan.finetune_runs)
     return Prepared(dataclasses.replace(plan, pretrain_runs=tuple(resolved.values()), finetune_runs=finetune_runs),
-                    data)
+                    data, data_wall_s)
 
 
 def check_results_folder(results: Path) -> None:

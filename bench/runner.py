@@ -78,6 +78,7 @@ class Runner:
         self.store.check_integrity()
         self.env = environment()
         self._data: Any = None  # PretrainData, from preflight (None when every model is an external checkpoint)
+        self._data_wall_s = 0.0
         self.summary = RunSummary()
         # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
         from transformers.utils import logging as hf_logging
@@ -117,7 +118,7 @@ class Runner:
     def prepare(self) -> Plan:
         """Check the whole plan and pin its data into the run ids, before any work (bench.preflight)."""
         prepared = preflight(self.plan, progress=self.progress)
-        self.plan, self._data = prepared.plan, prepared.data
+        self.plan, self._data, self._data_wall_s = prepared.plan, prepared.data, prepared.data_wall_s
         self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         self._prepared = True
         return self.plan
@@ -252,9 +253,8 @@ class Runner:
         if pt.external:
             self.store.finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             return
-        t0 = time.perf_counter()
         data = self.data()  # prepared by preflight, before any run was claimed
-        data_wall = time.perf_counter() - t0
+        data_wall = self._data_wall_s  # what preparing it (or finding it in the cache) took
         tokenizer = load_tokenizer(data.tokenizer_dir)
         cls = MODELS.get(pt.model)
         torch.manual_seed(pt.seed)

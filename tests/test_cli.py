@@ -33,6 +33,8 @@ def test_run_end_to_end_then_rerun_skips(micro_project, monkeypatch):
     con = sqlite3.connect(db)
     counts = dict(con.execute("SELECT kind, count(*) FROM runs WHERE status='done' GROUP BY kind").fetchall())
     assert counts == {"pretrain": 3, "finetune": 6}
+    data_walls = [v for (v,) in con.execute("SELECT value FROM metrics WHERE name = 'data_wall_s'")]
+    assert len(data_walls) == 3 and all(v > 0 for v in data_walls)  # preparing the corpus is timed, once
     env = json.loads(con.execute("SELECT environment FROM runs LIMIT 1").fetchone()[0])
     assert env["code_version"].startswith("src-") and "torch" in env["packages"]
 
