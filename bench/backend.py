@@ -7,7 +7,7 @@ harness only ever calls what is declared here: it never knows which objective it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -62,11 +62,14 @@ class Backend(nn.Module):
     description: ClassVar[str] = ""
     pretrains: ClassVar[bool] = True
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
-        """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token)."""
+    def loss(self, batch: dict[str, Any]) -> BackendOutput:
+        """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token) of this
+        process's rows, and `rng`, a `models._common.RowRandom` whose draws do not depend on how
+        the global batch is split over processes (use it for masking and sampling, so that 1 and
+        N processes train on the same corrupted examples)."""
         raise NotImplementedError
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
+    def forward(self, batch: dict[str, Any]) -> BackendOutput:
         # The loop calls the module, not `loss`, so DistributedDataParallel's hooks run.
         return self.loss(batch)
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import click
 
+from bench.distributed import launched
 from bench.errors import BenchError, Interrupted
 
 
@@ -30,13 +31,15 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except BenchError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if launched().is_main:  # under a launcher, rank 0 speaks for all
+                click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
             signum = getattr(exc, "signum", signal.SIGINT)
             what = str(exc) if isinstance(exc, Interrupted) else "interrupted by SIGINT"
-            click.echo(f"{what}. Finished runs are kept in the store; re-run the same command to continue "
-                       f"(an interrupted pretraining run resumes from its last resume state).", err=True)
+            if launched().is_main:
+                click.echo(f"{what}. Finished runs are kept in the store; re-run the same command to continue "
+                           f"(an interrupted pretraining run resumes from its last resume state).", err=True)
             sys.exit(128 + int(signum))
         finally:
             if threading.current_thread() is threading.main_thread():
@@ -96,6 +99,9 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     from bench.results.report import comparison_table, failed_rows, render, verdict_lines
     from bench.runner import Runner, register_config_tasks
 
+    from bench.distributed import init
+
+    ranks = init()  # under torchrun / accelerate launch: join the process group first
     if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
         flags["control"] = ""
     exp = load_experiment(config, flags)
@@ -107,8 +113,10 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     tasks = _expand_tasks(exp.task, exp.data_dir)
     plan = plan_experiment(exp, curve=curve, epochs=epochs, tasks=tasks)
     say = (lambda s: None) if exp.quiet else click.echo
-    runner = Runner(plan, progress=not exp.quiet, echo=click.echo)
+    runner = Runner(plan, progress=not exp.quiet, echo=click.echo, ranks=ranks)
     plan = runner.prepare()  # everything checked, data prepared, before the first step
+    if not ranks.is_main:
+        sys.exit(runner.follow())  # train each run with rank 0, which prints and records
     say(f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; "
         f"size {plan.size.name}, budget {plan.budget.text} ({plan.budget.value:.3g} "
         f"{'s' if plan.budget.is_time else 'FLOPs, ' + exp.budget_convention + ' convention'}), "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import shutil
 import time
 import traceback
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.config import Experiment, FinetuneSettings
+from bench.distributed import Ranks, broadcast, launched, peer_failure, report_failure
 from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
@@ -62,20 +64,27 @@ def register_config_tasks(exp: Experiment) -> None:
 
 class Runner:
     def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print,
-                 poll_s: float = 5.0) -> None:
-        """Opens the results store (a damaged, newer or unwritable one is an error now)."""
+                 poll_s: float = 5.0, ranks: Ranks | None = None) -> None:
+        """Opens the results store (a damaged, newer or unwritable one is an error now).
+
+        Under a launcher (`ranks.world` > 1) only rank 0 opens the store, prints and writes;
+        the other ranks follow it (`follow`), training each run with it.
+        """
+        self.ranks = ranks or launched()
         self.plan = plan
         self.poll_s = poll_s  # how often to look again at runs other processes hold
         self._by_id = {pt.id: pt for pt in plan.pretrain_runs}
         self._gave_up: set[str] = set()  # runs that failed in this process: not retried, dependants skipped
         self._prepared = False
         self.exp = plan.experiment
-        self.progress = progress
-        self.echo = echo
+        self.progress = progress and self.ranks.is_main
+        self.echo = echo if self.ranks.is_main else (lambda message: None)
         self.results = self.exp.results_dir
-        check_results_folder(self.results)
-        self.store = Store(self.results / DB_NAME)
-        self.store.check_integrity()
+        self.store: Store | None = None
+        if self.ranks.is_main:
+            check_results_folder(self.results)
+            self.store = Store(self.results / DB_NAME)
+            self.store.check_integrity()
         self.env = environment()
         self._data: Any = None  # PretrainData, from preflight (None when every model is an external checkpoint)
         self._data_wall_s = 0.0
@@ -116,8 +125,19 @@ class Runner:
     # --- the work -------------------------------------------------------------------------
 
     def prepare(self) -> Plan:
-        """Check the whole plan and pin its data into the run ids, before any work (bench.preflight)."""
-        prepared = preflight(self.plan, progress=self.progress)
+        """Check the whole plan and pin its data into the run ids, before any work (bench.preflight).
+        Rank 0 does it and hands the result to the other ranks."""
+        if self.ranks.is_main:
+            try:
+                prepared = preflight(self.plan, progress=self.progress)
+            except BenchError:
+                broadcast(("stop", 2), self.ranks)
+                raise
+            broadcast(("plan", prepared), self.ranks)
+        else:
+            kind, prepared = broadcast(None, self.ranks)
+            if kind == "stop":
+                raise SystemExit(prepared)  # rank 0 says why
         self.plan, self._data, self._data_wall_s = prepared.plan, prepared.data, prepared.data_wall_s
         self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         self._prepared = True
@@ -133,6 +153,47 @@ class Runner:
         """
         if not self._prepared:
             self.prepare()
+        if not self.ranks.is_main:
+            raise RuntimeError("rank 0 runs the plan; the other ranks call follow()")
+        try:
+            return self._lead()
+        except KeyboardInterrupt:
+            raise  # a launcher passes signals to every rank: each stops on its own
+        except BaseException:
+            self._tell(("stop", 2))
+            raise
+
+    def follow(self) -> int:
+        """The other ranks' loop: train each run rank 0 names, until it says stop; its exit code."""
+        assert self.store is None
+        runs = {r.id: r for r in (*self.plan.pretrain_runs, *self.plan.finetune_runs)}
+        while True:
+            command, arg = broadcast(None, self.ranks)
+            if command == "stop":
+                return int(arg)
+            run = runs[arg]
+            try:
+                if isinstance(run, PretrainRun):
+                    self._pretrain(run)
+                else:
+                    self._finetune(run, self._by_id[run.pretrain_id])
+            except RunFailure:
+                continue  # every rank saw it at the same step (divergence): go on together
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - this rank fails: tell rank 0 why, and leave
+                report_failure(f"rank {self.ranks.rank}: {type(exc).__name__}: {exc}")
+                os._exit(1)  # closes this rank's connections, so no rank waits on it
+
+    def _tell(self, command: tuple[str, Any]) -> None:
+        """Rank 0 -> the other ranks: ("run", run id) or ("stop", exit code)."""
+        if self.ranks.distributed:
+            try:
+                broadcast(command, self.ranks)
+            except Exception:  # noqa: BLE001 - a rank already gone: nothing to tell it
+                pass
+
+    def _lead(self) -> RunSummary:
         start = time.perf_counter()
         pending: list[PretrainRun | FinetuneRun] = [*self.plan.pretrain_runs, *self.plan.finetune_runs]
         waiting_for: set[str] = set()
@@ -156,6 +217,7 @@ class Runner:
                         waiting_for = set(owners)
                     time.sleep(self.poll_s)
         self.summary.wall_s = time.perf_counter() - start
+        self._tell(("stop", 1 if self.summary.failed else 0))
         return self.summary
 
     def _step(self, run: PretrainRun | FinetuneRun, blocked: dict[str, str], pending_ids: set[str]) -> str:
@@ -185,6 +247,7 @@ class Runner:
             return "wait"
         if claim.attempt > 1:
             self.summary.retried += 1
+        self._tell(("run", run.id))  # the other ranks train it too
         if isinstance(run, PretrainRun):
             self._guard(run.id, lambda: self._pretrain(run))
         else:
@@ -204,7 +267,8 @@ class Runner:
 
     def _guard(self, run_id: str, work: Callable[[], None]) -> None:
         """Run one claimed unit of work. Its failure is recorded in the store; a run's own failure
-        (divergence, a bug) lets the rest go on, a user error or an interrupt stops `bench run`."""
+        (divergence, a bug) lets the rest go on, a user error or an interrupt stops `bench run`,
+        and so does a failure on one rank of several (the group cannot go on together)."""
         try:
             work()
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
@@ -213,20 +277,30 @@ class Runner:
         except BenchError as exc:  # a user error: recorded, then reported
             self._record_failure(run_id, str(exc))
             raise
-        except RunFailure as exc:  # the run's own failure, already explained
+        except RunFailure as exc:  # the run's own failure, already explained (every rank agreed on it)
             self._record_failure(run_id, str(exc))
             self._gave_up.add(run_id)
             self.summary.failed.append(f"{run_id}: {exc}")
             self.echo(f"run {run_id} failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run retried next time
             full = disk_full(exc)
-            if full is None:
-                self._fail_and_go_on(run_id, exc)
-                return
-            self._record_failure(run_id, f"disk full: {full}")
-            raise BenchError(f"the disk is full: run {run_id} could not write under {self.results} ({full}). Free "
-                             f"space on that filesystem, or point --results at another folder, then re-run to "
-                             f"continue.") from None
+            if full is not None:
+                self._record_failure(run_id, f"disk full: {full}")
+                raise BenchError(f"the disk is full: run {run_id} could not write under {self.results} ({full}). "
+                                 f"Free space on that filesystem, or point --results at another folder, then "
+                                 f"re-run to continue.") from None
+            if self.ranks.distributed:
+                peer = peer_failure()
+                reason = f"failed on {peer}" if peer else f"failed on rank 0: {type(exc).__name__}: {exc}"
+                self._record_failure(run_id, reason if peer else "".join(traceback.format_exception(exc)))
+                raise BenchError(f"run {run_id} {reason}. With several processes a run that fails on one rank "
+                                 f"stops them all; the failure is recorded and a re-run retries it.") from None
+            self._fail_and_go_on(run_id, exc)
+
+    def _finish(self, run_id: str, metrics: list[Metric]) -> None:
+        """Record a run's result: rank 0's job alone."""
+        if self.store is not None:
+            self.store.finish(run_id, metrics)
 
     def _fail_and_go_on(self, run_id: str, exc: BaseException) -> None:
         self._record_failure(run_id, "".join(traceback.format_exception(exc)))
@@ -251,7 +325,7 @@ class Runner:
         from bench.data.tokenizer import load_tokenizer
 
         if pt.external:
-            self.store.finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
+            self._finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             return
         data = self.data()  # prepared by preflight, before any run was claimed
         data_wall = self._data_wall_s  # what preparing it (or finding it in the cache) took
@@ -270,9 +344,9 @@ class Runner:
             tokenizer.save_pretrained(target)
 
         if not pt.pretrains:
-            for f in pt.checkpoint_fractions:
+            for f in pt.checkpoint_fractions if self.ranks.is_main else ():
                 atomic_save(backend, checkpoint_dir(out_dir, f), save)
-            self.store.finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
+            self._finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
                                       Metric("params", _count(backend)), Metric("encoder_params", _count(backend.encoder()))]
                               + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
             self.summary.pretrained += 1
@@ -297,8 +371,9 @@ class Runner:
             Metric("params", _count(backend)),
             Metric("encoder_params", _count(backend.encoder())),
         ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
-        self.store.finish(pt.id, metrics)
-        shutil.rmtree(resume_dir(out_dir), ignore_errors=True)  # done: the state has served its purpose
+        self._finish(pt.id, metrics)
+        if self.ranks.is_main:
+            shutil.rmtree(resume_dir(out_dir), ignore_errors=True)  # done: the state has served its purpose
         self.summary.pretrained += 1
 
     def _finetune(self, ft: FinetuneRun, parent: PretrainRun) -> None:
@@ -319,7 +394,7 @@ class Runner:
                    Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
                    Metric("fraction", ft.fraction)]
         metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
-        self.store.finish(ft.id, metrics)
+        self._finish(ft.id, metrics)
         self.summary.finetuned += 1
 
 

@@ -7,6 +7,7 @@ alone. Not a backend itself (the leading underscore keeps the registry from impo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,6 +47,8 @@ def encoder_config(
         intermediate_size=ffn or size.ffn,
         max_position_embeddings=size.max_position,
         pad_token_id=tokens.pad_id,
+        hidden_dropout_prob=size.dropout,
+        attention_probs_dropout_prob=size.dropout,
         attn_implementation=attn_implementation,  # sdpa for speed; measure_step_flops switches to eager
     )
 
@@ -81,6 +84,49 @@ def check_mask_prob(mask_prob: float) -> None:
         raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
 
 
+# --------------------------------------------------------------------------- randomness
+
+
+@dataclass(frozen=True)
+class RowRandom:
+    """Random draws that do not depend on how a global batch is split over processes.
+
+    Every process holds a generator in the same state and draws for the whole global batch
+    (`total` rows), then keeps its own rows [offset, offset + rows): so 1 process and N
+    processes mask the same tokens and sample the same replacements for every example. The
+    pretraining loop puts one in `batch["rng"]`; without it the helpers below use torch's
+    global generator on the local rows.
+    """
+
+    generator: torch.Generator
+    offset: int  # this process's first row of the global batch
+    rows: int  # its rows
+    total: int  # rows of the global batch
+
+    def _global(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], slice]:
+        per_row, rest = divmod(shape[0], self.rows)  # e.g. n_pred gathered slots per row
+        if rest:
+            raise ValueError(f"a draw of shape {shape} is not a whole number of rows per example ({self.rows} rows)")
+        return (self.total * per_row, *shape[1:]), slice(self.offset * per_row, (self.offset + self.rows) * per_row)
+
+    def rand(self, shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+        full, mine = self._global(tuple(shape))
+        return torch.rand(full, generator=self.generator, device=device)[mine]
+
+    def randint(self, high: int, shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+        full, mine = self._global(tuple(shape))
+        return torch.randint(high, full, generator=self.generator, device=device)[mine]
+
+
+def uniform(shape: tuple[int, ...], device: torch.device | str, rng: RowRandom | None = None) -> torch.Tensor:
+    """U[0, 1) draws of `shape` (first dim: rows of this process's batch, or a multiple of them)."""
+    return torch.rand(shape, device=device) if rng is None else rng.rand(tuple(shape), device)
+
+
+def integers(high: int, shape: tuple[int, ...], device: torch.device | str, rng: RowRandom | None = None) -> torch.Tensor:
+    return torch.randint(high, shape, device=device) if rng is None else rng.randint(high, tuple(shape), device)
+
+
 # --------------------------------------------------------------------------- masking
 
 
@@ -102,6 +148,7 @@ def sample_mask_positions(
     n_pred: int,
     *,
     mask_prob: float | None = None,
+    rng: RowRandom | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose `n_pred` distinct slots per row, uniformly among candidates; with `mask_prob`, only
     round(mask_prob x the row's candidates) of them (at least 1, at most n_pred) are masked.
@@ -112,7 +159,7 @@ def sample_mask_positions(
     """
     cand = candidate_mask(input_ids, attention_mask, special_ids)
     # random scores in [0, 1) for candidates, -1 for the rest: top-k picks candidates first
-    scores = torch.rand(input_ids.shape, device=input_ids.device).masked_fill(~cand, -1.0)
+    scores = uniform(tuple(input_ids.shape), input_ids.device, rng).masked_fill(~cand, -1.0)
     positions = scores.topk(n_pred, dim=1).indices
     weights = cand.gather(1, positions).float()
     if mask_prob is not None:
@@ -131,16 +178,17 @@ def corrupt(
     *,
     mask_frac: float,
     random_frac: float,
+    rng: RowRandom | None = None,
 ) -> torch.Tensor:
     """Copy of `input_ids` with each chosen position -> [MASK] (mask_frac), a random token
     (random_frac, uniform over non-special ids) or unchanged (the rest). Weight-0 slots stay as they are."""
-    u = torch.rand(positions.shape, device=input_ids.device)
+    u = uniform(tuple(positions.shape), input_ids.device, rng)
     original = input_ids.gather(1, positions)
     new = original.clone()
     new = torch.where(u < mask_frac, torch.full_like(new, tokens.mask_id), new)
     if random_frac > 0:
         pool = non_special_ids(tokens, input_ids.device)
-        rand_tok = pool[torch.randint(len(pool), positions.shape, device=input_ids.device)]
+        rand_tok = pool[integers(len(pool), tuple(positions.shape), input_ids.device, rng)]
         is_rand = (u >= mask_frac) & (u < mask_frac + random_frac)
         new = torch.where(is_rand, rand_tok, new)
     new = torch.where(weights > 0, new, original)
@@ -162,15 +210,17 @@ def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Ten
 # --------------------------------------------------------------------------- sampling
 
 
-def gumbel_noise(shape: torch.Size, device: torch.device | str, eps: float = 1e-9) -> torch.Tensor:
-    u = torch.rand(shape, device=device)
+def gumbel_noise(shape: torch.Size, device: torch.device | str, eps: float = 1e-9,
+                 rng: RowRandom | None = None) -> torch.Tensor:
+    u = uniform(tuple(shape), device, rng)
     return -torch.log(-torch.log(u + eps) + eps)
 
 
-def gumbel_sample(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def gumbel_sample(logits: torch.Tensor, temperature: float = 1.0, rng: RowRandom | None = None) -> torch.Tensor:
     """Gumbel-max: a sample from softmax(logits / temperature) along the last dim, no gradient."""
     with torch.no_grad():
-        return (logits.float() / max(temperature, 1e-9) + gumbel_noise(logits.shape, logits.device)).argmax(dim=-1)
+        noise = gumbel_noise(logits.shape, logits.device, rng=rng)
+        return (logits.float() / max(temperature, 1e-9) + noise).argmax(dim=-1)
 
 
 def replace_and_label(

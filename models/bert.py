@@ -45,10 +45,12 @@ class BertBackend(Backend):
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         n_pred = n_predictions(input_ids.size(1), self.mask_prob)
+        rng = batch.get("rng")  # draws that do not depend on the number of processes (RowRandom)
         positions, weights = sample_mask_positions(
-            input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob
+            input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob, rng=rng
         )
-        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=RANDOM_FRAC)
+        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=RANDOM_FRAC,
+                         rng=rng)
         hidden = self.encoder_model(input_ids=masked, attention_mask=attention_mask).last_hidden_state
         logits = self.mlm_head(gather_positions(hidden, positions))  # masked rows only
         loss, acc = mlm_loss(logits, input_ids.gather(1, positions), weights)

@@ -82,10 +82,11 @@ class ElectraBackend(Backend):
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         n_pred = n_predictions(input_ids.size(1), self.mask_prob)
+        rng = batch.get("rng")  # draws that do not depend on the number of processes (RowRandom)
         positions, weights = sample_mask_positions(
-            input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob
+            input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob, rng=rng
         )
-        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=0.0)
+        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=0.0, rng=rng)
 
         # generator: MLM logits at the gathered masked rows only (B * n_pred), never at all positions
         gen_hidden = self.generator(input_ids=masked, attention_mask=attention_mask).last_hidden_state
@@ -94,7 +95,7 @@ class ElectraBackend(Backend):
         gen_loss, gen_acc = mlm_loss(gen_logits, targets, weights)
 
         # replacements: Gumbel-max samples, no gradient into the generator from the discriminator
-        sampled = gumbel_sample(gen_logits.detach(), self.temperature)
+        sampled = gumbel_sample(gen_logits.detach(), self.temperature, rng=rng)
         disc_input, labels = replace_and_label(input_ids, positions, weights, sampled)
 
         disc_hidden = self.discriminator(input_ids=disc_input, attention_mask=attention_mask).last_hidden_state

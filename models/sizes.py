@@ -29,6 +29,7 @@ class SizePreset:
     # vocabulary size of a tokenizer trained for this preset (ignored when a vocab dir is given)
     vocab_size: int
     max_position: int = 512
+    dropout: float = 0.1  # hidden and attention dropout in pretraining (BERT's and ELECTRA's)
     # pretraining defaults
     seq_len: int = 128
     pretrain_batch: int = 128

@@ -211,7 +211,7 @@ def test_electra_sample_equal_to_original_is_real(monkeypatch):
     m = ElectraBackend(SIZE, TOK, seq_len=SEQ)
     captured = {}
 
-    def perfect_generator(logits, temperature=1.0):  # replay the originals: nothing is replaced
+    def perfect_generator(logits, temperature=1.0, rng=None):  # replay the originals: nothing is replaced
         return captured["targets"]
 
     orig_mlm_loss = E.mlm_loss
@@ -335,3 +335,22 @@ def test_mask_count_is_fifteen_percent_of_each_rows_own_tokens():
     assert pos.shape == (3, n)
     assert w.sum(1).tolist() == [19.0, 6.0, 1.0]  # round(.15*126)=19, round(.15*40)=6, max(1, round(.6))
     assert am.gather(1, pos)[w > 0].all()
+
+
+def test_row_random_draws_do_not_depend_on_the_split():
+    """Two halves drawn by two 'processes' equal the whole batch drawn by one."""
+    def rng(offset, rows):
+        return C.RowRandom(torch.Generator().manual_seed(7), offset=offset, rows=rows, total=8)
+
+    whole = make_batch(8)
+    halves = [{k: v[o:o + 4] for k, v in whole.items()} for o in (0, 4)]
+    n_pred = C.n_predictions(SEQ, 0.15)
+    full = C.sample_mask_positions(whole["input_ids"], whole["attention_mask"], TOK.special_ids, n_pred,
+                                   mask_prob=0.15, rng=rng(0, 8))
+    parts = [C.sample_mask_positions(h["input_ids"], h["attention_mask"], TOK.special_ids, n_pred, mask_prob=0.15,
+                                     rng=rng(o, 4)) for h, o in zip(halves, (0, 4))]
+    assert torch.equal(torch.cat([p[0] for p in parts]), full[0]) and torch.equal(torch.cat([p[1] for p in parts]), full[1])
+    logits = torch.randn(8 * n_pred, 50)
+    sample = C.gumbel_sample(logits, rng=rng(0, 8))
+    split = [C.gumbel_sample(logits[o * n_pred:(o + 4) * n_pred], rng=rng(o, 4)) for o in (0, 4)]
+    assert torch.equal(torch.cat(split), sample)

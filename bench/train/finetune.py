@@ -381,7 +381,12 @@ def finetune(
 
     own_accelerator = accelerator is None
     if accelerator is None:
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+        from accelerate.utils import DataLoaderConfiguration
+
+        # split_batches: each configured batch is the global one, cut into one slice per process, so
+        # 1 and N processes take the same steps on the same examples
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
+                                  dataloader_config=DataLoaderConfiguration(split_batches=True))
     spec = task.spec
     warnings: list[str] = []
     set_seed(seed)  # python random, numpy, torch (and CUDA)
@@ -456,7 +461,7 @@ def finetune(
         total=steps,
         desc=label or f"fine-tune {spec.name} seed {seed}",
         unit="step",
-        disable=not progress or not accelerator.is_local_main_process,
+        disable=not progress or not accelerator.is_main_process,
         dynamic_ncols=True,
     )
     smoothed = None
@@ -473,7 +478,7 @@ def finetune(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        value = loss.item()
+        value = float(accelerator.reduce(loss.detach(), reduction="mean"))  # every process: the same value
         if not math.isfinite(value):
             warnings.append(f"fine-tuning loss became {value} at step {step}; training stopped there")
             break

@@ -25,6 +25,7 @@ import torch
 from bench.backend import CONVENTIONS, Backend
 from bench.errors import ConfigError, DataError, Interrupted, RunFailure
 from bench.train.resume import LoopState, load_state, plan_key, save_state
+from models._common import RowRandom
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.train.schedule import linear_schedule
 from bench.results.store import Metric
@@ -208,8 +209,10 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
 
     mixed = _mixed_precision(precision)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
-    torch.manual_seed(seed)
-    world = accelerator.num_processes
+    world, rank = accelerator.num_processes, accelerator.process_index
+    torch.manual_seed(seed + rank)  # dropout: each process its own stream (rank 0: the 1-process one)
+    # masking and sampling: one stream shared by all processes, drawn for the global batch (RowRandom)
+    row_gen = torch.Generator(device=accelerator.device).manual_seed(seed * 1_000_003 + 7919)
     if plan.batch_size % world:
         raise ConfigError(f"pretrain.batch_size = {plan.batch_size} is not divisible by {world} processes")
     if len(blocks) < plan.batch_size:
@@ -230,6 +233,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     state = LoopState()
     if resume is not None:
         state = load_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, plan_key=key) or state
+        _restore_rng(state.rng, row_gen, rank)
     resumed_from = state.step
     pending = sorted(((f, s) for f, s in plan.checkpoint_steps.items() if f not in state.points),
                      key=lambda kv: (kv[1], kv[0]))
@@ -247,13 +251,16 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         return state.wall_s + time.perf_counter() - start
 
     def write_state() -> None:
+        """Called by every process at the same step: rank 0 writes, with every rank's RNG state."""
         nonlocal last_save, last_save_step, save_cost
         began = time.perf_counter()
-        if accelerator.is_main_process and resume is not None:
-            snapshot = dataclasses.replace(state, wall_s=elapsed())
-            save_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, loop=snapshot,
-                       plan_key=key)
-            state.saves = snapshot.saves
+        if resume is not None:
+            rngs = _gather_rng(accelerator, row_gen)
+            if accelerator.is_main_process:
+                snapshot = dataclasses.replace(state, wall_s=elapsed(), rng=rngs)
+                save_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, loop=snapshot,
+                           plan_key=key)
+                state.saves = snapshot.saves
         last_save, last_save_step = time.perf_counter(), state.step
         save_cost = last_save - began
 
@@ -275,32 +282,39 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             factor = schedule(elapsed() if timed else state.step + 0.5)  # mid-step: no step wasted at lr 0
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr = base * factor
-            rows = order.indices(state.step)[accelerator.process_index * per_rank:][:per_rank]
+            rows = order.indices(state.step)[rank * per_rank:][:per_rank]  # this process's slice of the batch
             input_ids = blocks[rows].long().to(accelerator.device)
-            batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long()}
+            batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(),
+                     "rng": RowRandom(row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size)}
             with accelerator.autocast():
                 out = model(batch)
             loss_value = float(out.loss.detach())
-            if not math.isfinite(loss_value):
-                raise Diverged(state.step + 1, "loss", loss_value, last, lr, mixed, saved_step())
+            # What every process must agree on before the step: one small all-reduce (none alone).
+            control = _agree(accelerator, [
+                not math.isfinite(loss_value),  # any process's loss non-finite: all stop
+                signals.received is not None,  # any process signalled: all save and stop after this step
+                accelerator.is_main_process and resume is not None and not done and state_due(),
+                timed and elapsed() >= plan.time_budget_s,  # a time budget: all stop at the same step
+                int(batch["attention_mask"].sum()),  # tokens of this step, all processes
+            ])
+            if control[0]:
+                raise Diverged(state.step + 1, "loss", loss_value if not math.isfinite(loss_value) else math.nan,
+                               last, lr, mixed, saved_step())
             accelerator.backward(out.loss)
             norm = float(accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf))
-            if not math.isfinite(norm):
+            if not math.isfinite(norm):  # the norm of the synchronised gradient: the same on every process
                 raise Diverged(state.step + 1, "gradient norm", norm, last, lr, mixed, saved_step())
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            state.tokens += int(batch["attention_mask"].sum()) * world
+            state.tokens += int(control[4])
             now = elapsed()
-            done = now >= plan.time_budget_s if timed else state.step >= plan.steps
-            if timed and world > 1:  # every rank must stop at the same step
-                flag = torch.tensor(float(done), device=accelerator.device)
-                done = bool(accelerator.reduce(flag, reduction="max").item())
+            done = bool(control[3]) if timed else state.step >= plan.steps
             last = {k: float(v) for k, v in out.metrics.items()}
             for k, v in last.items():
                 state.window.setdefault(k, []).append(v)
-            if state.step % log_every == 0 or done:
-                state.final = {k: sum(v) / len(v) for k, v in state.window.items()}
+            if state.step % log_every == 0 or done or state.step == 1:  # step 1: the loss at initialisation
+                state.final = _mean_over_ranks(accelerator, {k: sum(v) / len(v) for k, v in state.window.items()})
                 state.final["lr"] = lr
                 state.window = {}
                 for k, v in state.final.items():
@@ -313,12 +327,11 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 state.points[frac] = (state.step, plan.flops_at(state.step))
                 if accelerator.is_main_process:
                     checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
-            accelerator.wait_for_everyone()
-            if signals.received is not None:
+            if control[1]:
                 write_state()
-                raise Interrupted(signals.received, f"stopped after step {state.step}" + (
+                raise Interrupted(signals.received or signal.SIGTERM, f"stopped after step {state.step}" + (
                     "; its resume state is saved" if resume is not None else ""))
-            if resume is not None and not done and state_due():
+            if control[2] and not done:
                 write_state()
     wall = elapsed()
     bar.close()
@@ -338,6 +351,46 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         resumed_from_step=resumed_from,
         resume_saves=state.saves,
     )
+
+
+def _agree(accelerator: Any, values: list[float]) -> list[float]:
+    """`values` summed over all processes (one all-reduce); as they are with one process."""
+    if accelerator.num_processes == 1:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(t, reduction="sum").tolist()
+
+
+def _mean_over_ranks(accelerator: Any, values: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over the processes (each process's own mean over its rows): the
+    1-process value whenever the processes hold equal numbers of masked tokens."""
+    if accelerator.num_processes == 1 or not values:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
+    return dict(zip(values, accelerator.reduce(t, reduction="mean").tolist()))
+
+
+def _gather_rng(accelerator: Any, row_gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every process's torch RNG states (CPU, and CUDA where present) and the shared row generator."""
+    from accelerate.utils import gather_object
+
+    mine = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        mine["cuda"] = torch.cuda.get_rng_state()
+    per_rank = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
+    out = {"rows": row_gen.get_state()}
+    for r, states in enumerate(per_rank):
+        out.update({f"{k}.rank{r}": v.cpu() for k, v in states.items()})
+    return out
+
+
+def _restore_rng(rng: dict[str, torch.Tensor], row_gen: torch.Generator, rank: int) -> None:
+    if "rows" in rng:
+        row_gen.set_state(rng["rows"])
+    if f"torch.rank{rank}" in rng:
+        torch.set_rng_state(rng[f"torch.rank{rank}"])
+    if torch.cuda.is_available() and f"cuda.rank{rank}" in rng:
+        torch.cuda.set_rng_state(rng[f"cuda.rank{rank}"])
 
 
 class Diverged(RunFailure):

@@ -42,6 +42,7 @@ class LoopState:
     series: list[Metric] = field(default_factory=list)
     points: dict[float, tuple[int, float]] = field(default_factory=dict)  # checkpoint fraction -> (step, FLOPs)
     saves: int = 0  # resume states written by this run, all attempts
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)  # every process's RNG states, by name
 
 
 def resume_dir(run_dir: Path) -> Path:
@@ -61,6 +62,7 @@ def save_state(run_dir: Path, *, model: torch.nn.Module, optimizer: torch.optim.
     opt_tensors, opt_json = _optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
+    tensors.update({f"rng.loop.{k}": v for k, v in loop.rng.items()})
     if torch.cuda.is_available():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = state
@@ -140,7 +142,8 @@ def load_state(run_dir: Path, *, model: torch.nn.Module, optimizer: torch.optim.
     series = _series(meta, tensors)
     return LoopState(step=loop_meta["step"], tokens=loop_meta["tokens"], wall_s=loop_meta["wall_s"],
                      window=loop_meta["window"], final=loop_meta["final"], series=series,
-                     points={f: (s, fl) for f, s, fl in loop_meta["points"]}, saves=loop_meta["saves"])
+                     points={f: (s, fl) for f, s, fl in loop_meta["points"]}, saves=loop_meta["saves"],
+                     rng={k[len("rng.loop."):]: v for k, v in tensors.items() if k.startswith("rng.loop.")})
 
 
 def plan_key(plan: Any) -> str:
