@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,9 +21,10 @@ from bench.distributed import Ranks, broadcast, launched, peer_failure, report_f
 from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
-from bench.registry import MODELS, TASKS
+from bench.registry import TASKS
 from bench.preflight import check_results_folder, preflight
-from bench.results.store import Claim, Metric, Store
+from bench.results.store import Claim, Store
+from bench.worker import RunResult, Worker, clear_resume_state
 
 DB_NAME = "bench.db"
 FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
@@ -86,8 +86,7 @@ class Runner:
             self.store = Store(self.results / DB_NAME)
             self.store.check_integrity()
         self.env = environment()
-        self._data: Any = None  # PretrainData, from preflight (None when every model is an external checkpoint)
-        self._data_wall_s = 0.0
+        self.worker: Worker | None = None  # made by prepare(), with the prepared data
         self.summary = RunSummary()
         # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
         from transformers.utils import logging as hf_logging
@@ -97,30 +96,9 @@ class Runner:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.results / "runs" / run_id
-
-    def checkpoint(self, pt: PretrainRun, fraction: float) -> str:
-        """Where a fine-tuning run loads its encoder from."""
-        if pt.external:
-            kind, _, ref = pt.external.partition(":")
-            return ref
-        from bench.train.pretrain import checkpoint_dir
-
-        return str(checkpoint_dir(self.run_dir(pt.id), fraction))
-
     def _pretrain_complete(self, pt: PretrainRun) -> bool:
-        if not self.store.is_done(pt.id):
-            return False
-        if pt.external:
-            return True
         # A done run whose checkpoints were deleted is redone, so its fine-tuning can proceed.
-        return all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
-
-    def data(self) -> Any:
-        """The pretraining data preflight prepared (PretrainData)."""
-        assert self._data is not None, "Runner.prepare() prepares the data before any run"
-        return self._data
+        return self.store.is_done(pt.id) and self.worker.checkpoints_exist(pt)
 
     # --- the work -------------------------------------------------------------------------
 
@@ -138,7 +116,9 @@ class Runner:
             kind, prepared = broadcast(None, self.ranks)
             if kind == "stop":
                 raise SystemExit(prepared)  # rank 0 says why
-        self.plan, self._data, self._data_wall_s = prepared.plan, prepared.data, prepared.data_wall_s
+        self.plan = prepared.plan
+        self.worker = Worker(self.plan, prepared.data, data_wall_s=prepared.data_wall_s, ranks=self.ranks,
+                             progress=self.progress)
         self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         self._prepared = True
         return self.plan
@@ -171,12 +151,8 @@ class Runner:
             command, arg = broadcast(None, self.ranks)
             if command == "stop":
                 return int(arg)
-            run = runs[arg]
             try:
-                if isinstance(run, PretrainRun):
-                    self._pretrain(run)
-                else:
-                    self._finetune(run, self._by_id[run.pretrain_id])
+                self.worker.execute(runs[arg])  # rank 0 records the result
             except RunFailure:
                 continue  # every rank saw it at the same step (divergence): go on together
             except KeyboardInterrupt:
@@ -248,10 +224,7 @@ class Runner:
         if claim.attempt > 1:
             self.summary.retried += 1
         self._tell(("run", run.id))  # the other ranks train it too
-        if isinstance(run, PretrainRun):
-            self._guard(run.id, lambda: self._pretrain(run))
-        else:
-            self._guard(run.id, lambda: self._finetune(run, self._by_id[run.pretrain_id]))
+        self._guard(run, lambda: self.worker.execute(run))
         return "ran"
 
     def _claim(self, run: PretrainRun | FinetuneRun) -> Claim:
@@ -265,12 +238,13 @@ class Runner:
         return self.store.claim(run.id, kind="finetune", task=run.task, budget=budget, seed=run.seed,
                                 parent_id=parent.id, **common)
 
-    def _guard(self, run_id: str, work: Callable[[], None]) -> None:
+    def _guard(self, run: PretrainRun | FinetuneRun, work: Callable[[], RunResult]) -> None:
         """Run one claimed unit of work. Its failure is recorded in the store; a run's own failure
         (divergence, a bug) lets the rest go on, a user error or an interrupt stops `bench run`,
         and so does a failure on one rank of several (the group cannot go on together)."""
+        run_id = run.id
         try:
-            work()
+            result = work()
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
             self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
@@ -296,11 +270,22 @@ class Runner:
                 raise BenchError(f"run {run_id} {reason}. With several processes a run that fails on one rank "
                                  f"stops them all; the failure is recorded and a re-run retries it.") from None
             self._fail_and_go_on(run_id, exc)
+        else:
+            self._record(run, result)
 
-    def _finish(self, run_id: str, metrics: list[Metric]) -> None:
-        """Record a run's result: rank 0's job alone."""
-        if self.store is not None:
-            self.store.finish(run_id, metrics)
+    def _record(self, run: PretrainRun | FinetuneRun, result: RunResult) -> None:
+        """Write a run's result to the store (one transaction) and count it."""
+        self.store.finish(run.id, result.metrics)
+        for message in result.warnings:
+            self.summary.warnings.append(message)
+            self.echo(f"warning: {message}")
+        if isinstance(run, PretrainRun):
+            self.summary.pretrained += 1
+            self.summary.resumed += result.resumed
+            if not run.external:
+                clear_resume_state(self.worker.run_dir(run.id))
+        else:
+            self.summary.finetuned += 1
 
     def _fail_and_go_on(self, run_id: str, exc: BaseException) -> None:
         self._record_failure(run_id, "".join(traceback.format_exception(exc)))
@@ -314,90 +299,6 @@ class Runner:
         except StoreError as exc:  # e.g. the disk is full for the store too: say so, keep the first error
             self.echo(f"warning: could not record the failure of {run_id} in the store: {exc}")
 
-    def _pretrain(self, pt: PretrainRun) -> None:
-        import torch
-
-        from bench.backend import CONVENTIONS
-        from bench.train.pretrain import (OptimSettings, ResumeSettings, atomic_save, checkpoint_dir,
-                                          plan_pretraining, pretrain)
-        from bench.train.resume import resume_dir
-        from bench.data.pretrain_data import load_blocks
-        from bench.data.tokenizer import load_tokenizer
-
-        if pt.external:
-            self._finish(pt.id, [Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
-            return
-        data = self.data()  # prepared by preflight, before any run was claimed
-        data_wall = self._data_wall_s  # what preparing it (or finding it in the cache) took
-        tokenizer = load_tokenizer(data.tokenizer_dir)
-        cls = MODELS.get(pt.model)
-        torch.manual_seed(pt.seed)
-        try:
-            backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
-        flops_budget = None if pt.budget.is_time else pt.budget.value
-        out_dir = self.run_dir(pt.id)
-
-        def save(encoder: torch.nn.Module, target: Path) -> None:
-            encoder.save_pretrained(target, safe_serialization=True)
-            tokenizer.save_pretrained(target)
-
-        if not pt.pretrains:
-            for f in pt.checkpoint_fractions if self.ranks.is_main else ():
-                atomic_save(backend, checkpoint_dir(out_dir, f), save)
-            self._finish(pt.id, [Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
-                                      Metric("params", _count(backend)), Metric("encoder_params", _count(backend.encoder()))]
-                              + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
-            self.summary.pretrained += 1
-            return
-        plan = plan_pretraining(backend, budget_flops=flops_budget or 0.0, convention=pt.convention,
-                                batch_size=pt.batch_size, seq_len=pt.seq_len, warmup_fraction=pt.warmup_fraction,
-                                checkpoint_fractions=pt.checkpoint_fractions,
-                                time_budget_s=pt.budget.value if pt.budget.is_time else None)
-        opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
-                            max_grad_norm=pt.max_grad_norm)
-        blocks = load_blocks(data)
-        every = ResumeSettings(self.exp.pretrain.resume_every_steps, self.exp.pretrain.resume_every_minutes)
-        result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
-                          seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
-                          progress=self.progress, label=f"pretrain {pt.model}", resume=every)
-        if result.resumed_from_step:
-            self.summary.resumed += 1
-        metrics = result.metrics() + [
-            Metric("data_wall_s", data_wall),
-            Metric("planned_steps", plan.steps),
-            Metric("budget_s" if pt.budget.is_time else "budget_flops", pt.budget.value),
-            Metric("params", _count(backend)),
-            Metric("encoder_params", _count(backend.encoder())),
-        ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
-        self._finish(pt.id, metrics)
-        if self.ranks.is_main:
-            shutil.rmtree(resume_dir(out_dir), ignore_errors=True)  # done: the state has served its purpose
-        self.summary.pretrained += 1
-
-    def _finetune(self, ft: FinetuneRun, parent: PretrainRun) -> None:
-        from bench.train.finetune import FinetuneConfig, finetune
-
-        task = TASKS.get(ft.task)
-        cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
-        result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
-                          data_dir=self.exp.data_dir, progress=self.progress,
-                          label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"
-                          + (f" @{ft.fraction:g}" if ft.fraction < 1 else ""))
-        for w in result.warnings:
-            msg = f"{ft.model} ({ft.task}, seed {ft.seed}): {w}"
-            self.summary.warnings.append(msg)
-            self.echo(f"warning: {msg}")
-        metrics = [Metric("score", result.metrics[result.headline]), Metric("train_wall_s", result.train_wall_s),
-                   Metric("eval_wall_s", result.eval_wall_s), Metric("steps", result.steps),
-                   Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
-                   Metric("fraction", ft.fraction)]
-        metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
-        self._finish(ft.id, metrics)
-        self.summary.finetuned += 1
-
-
 def disk_full(exc: BaseException) -> str | None:
     """What said the disk is full, if anything in `exc`'s chain did (OSError ENOSPC, or a library's
     own error around one, e.g. safetensors' "No space left on device (os error 28)")."""
@@ -410,13 +311,3 @@ def disk_full(exc: BaseException) -> str | None:
             return str(exc).splitlines()[0]
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def _count(module: Any) -> int:
-    return sum(p.numel() for p in module.parameters())  # parameters() counts a tied tensor once
-
-
-def _finetune_config_fields() -> set[str]:
-    from bench.train.finetune import FinetuneConfig
-
-    return {f.name for f in dataclasses.fields(FinetuneConfig)}

@@ -1,0 +1,155 @@
+"""One run, start to result: pretrain or fine-tune, and return the metrics to record.
+
+The same code runs in `bench run` itself (inline), in every rank of a launcher's process
+group, and in a job on a cluster node (bench.executors). It never opens the results store:
+it reads the prepared data and checkpoints, writes its own run folder (rank 0 only), and
+returns a `RunResult`, which the one process that owns the store records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.distributed import Ranks
+from bench.errors import ConfigError
+from bench.plan import FinetuneRun, Plan, PretrainRun
+from bench.registry import MODELS, TASKS
+from bench.results.store import Metric
+
+
+@dataclass
+class RunResult:
+    """What a run hands back: its metrics (final values and series) and its warnings."""
+
+    metrics: list[Metric]
+    warnings: list[str] = field(default_factory=list)
+    resumed: bool = False  # continued from a resume state
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metrics": [dataclasses.astuple(m) for m in self.metrics], "warnings": self.warnings,
+                "resumed": self.resumed}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> RunResult:
+        return RunResult([Metric(*m) for m in d["metrics"]], list(d["warnings"]), bool(d["resumed"]))
+
+
+class Worker:
+    """Executes runs of a prepared plan. `data` is the PretrainData preflight prepared."""
+
+    def __init__(self, plan: Plan, data: Any, *, data_wall_s: float = 0.0, ranks: Ranks = Ranks(0, 1),
+                 progress: bool = True) -> None:
+        self.plan, self.exp, self.data, self.data_wall_s = plan, plan.experiment, data, data_wall_s
+        self.ranks, self.progress = ranks, progress and ranks.is_main
+        self.results = self.exp.results_dir
+        self.by_id = {pt.id: pt for pt in plan.pretrain_runs}
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.results / "runs" / run_id
+
+    def checkpoint(self, pt: PretrainRun, fraction: float) -> str:
+        """Where a fine-tuning run loads its encoder from."""
+        if pt.external:
+            return pt.external.partition(":")[2]
+        from bench.train.pretrain import checkpoint_dir
+
+        return str(checkpoint_dir(self.run_dir(pt.id), fraction))
+
+    def checkpoints_exist(self, pt: PretrainRun) -> bool:
+        return bool(pt.external) or all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
+
+    def execute(self, run: PretrainRun | FinetuneRun) -> RunResult:
+        if isinstance(run, PretrainRun):
+            return self.pretrain(run)
+        return self.finetune(run, self.by_id[run.pretrain_id])
+
+    def pretrain(self, pt: PretrainRun) -> RunResult:
+        import torch
+
+        from bench.backend import CONVENTIONS
+        from bench.train.pretrain import (OptimSettings, ResumeSettings, atomic_save, checkpoint_dir,
+                                          plan_pretraining, pretrain)
+        from bench.data.pretrain_data import load_blocks
+        from bench.data.tokenizer import load_tokenizer
+
+        if pt.external:
+            return RunResult([Metric("steps", 0)] + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
+        data = self.data  # prepared by preflight, before any run was claimed
+        data_wall = self.data_wall_s  # what preparing it (or finding it in the cache) took
+        tokenizer = load_tokenizer(data.tokenizer_dir)
+        cls = MODELS.get(pt.model)
+        torch.manual_seed(pt.seed)
+        try:
+            backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
+        flops_budget = None if pt.budget.is_time else pt.budget.value
+        out_dir = self.run_dir(pt.id)
+
+        def save(encoder: torch.nn.Module, target: Path) -> None:
+            encoder.save_pretrained(target, safe_serialization=True)
+            tokenizer.save_pretrained(target)
+
+        if not pt.pretrains:
+            for f in pt.checkpoint_fractions if self.ranks.is_main else ():
+                atomic_save(backend, checkpoint_dir(out_dir, f), save)
+            return RunResult([Metric("steps", 0), Metric("wall_s", 0.0), Metric("data_wall_s", data_wall),
+                              Metric("params", _count(backend)), Metric("encoder_params", _count(backend.encoder()))]
+                             + [Metric(f"flops_{c}", 0.0) for c in CONVENTIONS])
+        plan = plan_pretraining(backend, budget_flops=flops_budget or 0.0, convention=pt.convention,
+                                batch_size=pt.batch_size, seq_len=pt.seq_len, warmup_fraction=pt.warmup_fraction,
+                                checkpoint_fractions=pt.checkpoint_fractions,
+                                time_budget_s=pt.budget.value if pt.budget.is_time else None)
+        opt = OptimSettings(lr=pt.lr, weight_decay=pt.weight_decay, adam_eps=pt.adam_eps,
+                            max_grad_norm=pt.max_grad_norm)
+        blocks = load_blocks(data)
+        every = ResumeSettings(self.exp.pretrain.resume_every_steps, self.exp.pretrain.resume_every_minutes)
+        result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
+                          seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
+                          progress=self.progress, label=f"pretrain {pt.model}", resume=every)
+        metrics = result.metrics() + [
+            Metric("data_wall_s", data_wall),
+            Metric("planned_steps", plan.steps),
+            Metric("budget_s" if pt.budget.is_time else "budget_flops", pt.budget.value),
+            Metric("params", _count(backend)),
+            Metric("encoder_params", _count(backend.encoder())),
+        ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
+        return RunResult(metrics, resumed=bool(result.resumed_from_step))
+
+    def finetune(self, ft: FinetuneRun, parent: PretrainRun) -> RunResult:
+        from bench.train.finetune import FinetuneConfig, finetune
+
+        task = TASKS.get(ft.task)
+        cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
+        result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
+                          data_dir=self.exp.data_dir, progress=self.progress,
+                          label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"
+                          + (f" @{ft.fraction:g}" if ft.fraction < 1 else ""))
+        metrics = [Metric("score", result.metrics[result.headline]), Metric("train_wall_s", result.train_wall_s),
+                   Metric("eval_wall_s", result.eval_wall_s), Metric("steps", result.steps),
+                   Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
+                   Metric("fraction", ft.fraction)]
+        metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
+        warnings = [f"{ft.model} ({ft.task}, seed {ft.seed}): {w}" for w in result.warnings]
+        return RunResult(metrics, warnings)
+
+
+def clear_resume_state(run_dir: Path) -> None:
+    """A pretraining run is done: its resume state has served its purpose."""
+    from bench.train.resume import resume_dir
+
+    shutil.rmtree(resume_dir(run_dir), ignore_errors=True)
+
+
+def _count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())  # parameters() counts a tied tensor once
+
+
+def _finetune_config_fields() -> set[str]:
+    from bench.train.finetune import FinetuneConfig
+
+    return {f.name for f in dataclasses.fields(FinetuneConfig)}
