@@ -85,6 +85,18 @@ def main() -> None:
 @click.option("--data", help="Data folder (overrides $BENCH_DATA_DIR).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Experiment file (default ./bench.toml).")
 @click.option("--quiet", is_flag=True, default=None, help="No progress bars.")
+@click.option("--executor", "executor__kind", type=click.Choice(["inline", "local", "slurm"]),
+              help="inline (default): runs execute here; local / slurm: one submitit job per run (this process "
+              "submits, watches and alone writes the store). [executor] in bench.toml holds the rest.")
+@click.option("--partition", "executor__partition", help="SLURM partition for the jobs.")
+@click.option("--gpus-per-job", "executor__gpus_per_job", type=click.IntRange(min=0), help="GPUs per job.")
+@click.option("--cpus-per-job", "executor__cpus_per_job", type=click.IntRange(min=1), help="CPUs per job (task).")
+@click.option("--time-limit", "executor__time_limit_min", type=click.IntRange(min=1),
+              help="Job time limit in minutes; a job reaching it is requeued and resumes (default 1440).")
+@click.option("--account", "executor__account", help="SLURM account.")
+@click.option("--qos", "executor__qos", help="SLURM quality of service.")
+@click.option("--processes-per-job", "executor__processes_per_job", type=click.IntRange(min=1),
+              help="Processes per job: > 1 makes each job a DDP run (one per GPU).")
 @_friendly
 def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> None:
     """Pretrain each model on the same FLOP budget, fine-tune over seeds, store and compare.
@@ -135,7 +147,10 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
         click.echo(leaderboard_caption(board))
     extra = "".join(f", {n} {what}" for n, what in ((summary.resumed, "resumed from a resume state"),
-                                                     (summary.retried, "retried after a failed or dead attempt")) if n)
+                                                     (summary.retried, "retried after a failed or dead attempt"),
+                                                     (summary.submitted, "submitted as jobs"),
+                                                     (summary.adopted, "jobs of an earlier driver collected"))
+                    if n)
     click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "
                f"{summary.skipped} already in the store{extra}.")
     if summary.failed:
@@ -217,6 +232,32 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text.rstrip("\n"))
+
+
+@main.command()
+@click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Also runs that are done (default: only the others, "
+              "unless every run is done).")
+@_friendly
+def status(results: str, fmt: str, show_all: bool) -> None:
+    """Every run of a results folder: its state, attempts, job id and node, elapsed time and error.
+
+    \b
+    bench status                       runs queued, running or failed (or all, when all are done)
+    bench status --all --format csv    everything, for a spreadsheet
+    """
+    from bench.results.status import status_frame, render_status
+    from bench.results.store import Store
+    from bench.runner import DB_NAME
+
+    db = Path(results) / DB_NAME
+    if not db.exists():
+        raise BenchError(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
+    with Store(db) as store:
+        store.check_integrity()
+        frame = status_frame(store, show_all=show_all)
+    click.echo(render_status(frame, fmt))
 
 
 @main.command(name="list")

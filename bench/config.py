@@ -68,6 +68,27 @@ class FinetuneSettings:
     dropout: float = 0.1
 
 
+EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where runs execute: `inline` (in `bench run` itself), or as jobs through submitit:
+    `local` (processes on this machine) or `slurm` (a cluster; the results folder on a
+    filesystem every node shares). `bench run` stays the only writer of the store."""
+
+    kind: str = "inline"
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int | None = None
+    time_limit_min: int = 1440  # a job that reaches it is requeued and resumes from its resume state
+    account: str | None = None
+    qos: str | None = None
+    sbatch: tuple[str, ...] = ()  # more sbatch options, "key=value" (e.g. "constraint=a100")
+    processes_per_job: int = 1  # > 1: each job is itself a DDP run over that many processes
+    poll_s: float = 10.0  # how often the driver looks at its jobs
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One validated experiment: what `bench run` does."""
@@ -85,6 +106,7 @@ class Experiment:
     data_settings: DataSettings = field(default_factory=DataSettings)
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
@@ -107,7 +129,7 @@ class Experiment:
 
 
 # Top-level tables of bench.toml -> Experiment fields holding a settings dataclass.
-_SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune"}
+_SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune", "executor": "executor"}
 _RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "results", "data", "quiet")
 
 
@@ -134,6 +156,14 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
     kwargs["from_cli"] = given
     for key, value in (overrides or {}).items():
         if value is None:
+            continue
+        section, _, name = key.rpartition("__")
+        if section:  # a flag for a key of a table, e.g. executor__partition from --partition
+            cls = _field_type(Experiment, _SECTIONS[section])
+            flag = "--executor" if name == "kind" else f"--{name.replace('_', '-')}"
+            current = kwargs.get(_SECTIONS[section], cls())
+            kwargs[_SECTIONS[section]] = dataclasses.replace(current, **{name: _coerce(value, _field_type(cls, name), flag,
+                                                                                         "the command line")})
             continue
         kwargs[key] = _coerce(value, _field_type(Experiment, key), f"--{key.replace('_', '-')}", "the command line")
     exp = Experiment(**kwargs)
@@ -214,6 +244,11 @@ RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("finetune", "dropout"): (lambda v: 0 <= v < 1, "a probability in [0, 1), e.g. 0.1"),
     ("data", "vocab_size"): (lambda v: v >= 100, "an integer >= 100, e.g. 8192"),
     ("data", "max_documents"): (lambda v: v >= 1, "an integer >= 1 (leave it out for all)"),
+    ("executor", "gpus_per_job"): (lambda v: v >= 0, "an integer >= 0"),
+    ("executor", "cpus_per_job"): (lambda v: v >= 1, "an integer >= 1"),
+    ("executor", "time_limit_min"): (lambda v: v >= 1, "minutes >= 1, e.g. 1440"),
+    ("executor", "processes_per_job"): (lambda v: v >= 1, "an integer >= 1"),
+    ("executor", "poll_s"): (_positive, "seconds > 0, e.g. 10"),
 }
 
 
@@ -246,6 +281,13 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
     if not fr or any(not 0 < f <= 1 for f in fr):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'checkpoint_fractions')}: pretrain.checkpoint_fractions "
                           f"must be shares of the budget in (0, 1], got {list(fr)}.")
+    if exp.executor.kind not in EXECUTORS:
+        raise ConfigError(f"{where}{_line(text, 'executor', 'kind')}: executor.kind = {exp.executor.kind!r}; choose "
+                          f"one of {', '.join(EXECUTORS)}.")
+    bad = [opt for opt in exp.executor.sbatch if "=" not in opt or opt.startswith("-")]
+    if bad:
+        raise ConfigError(f"{where}{_line(text, 'executor', 'sbatch')}: executor.sbatch entries are sbatch options as "
+                          f"\"key=value\" (e.g. \"constraint=a100\"), got {bad[0]!r}.")
     if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'precision')}: pretrain.precision = "
                           f"{exp.pretrain.precision!r}; choose auto, fp32 or bf16.")

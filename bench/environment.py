@@ -16,7 +16,7 @@ SOURCE_PACKAGES = ("bench", "models", "tasks")
 # Modules that only present stored results: changing them cannot change a number, so they stay
 # out of the code version and a report change never invalidates finished runs.
 PRESENTATION = {"bench/cli.py", "bench/results/report.py", "bench/results/stats.py", "bench/results/plots.py",
-                "bench/results/html_report.py"}
+                "bench/results/html_report.py", "bench/results/status.py"}
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")
 
 

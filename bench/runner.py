@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from bench.config import Experiment, FinetuneSettings
 from bench.distributed import Ranks, broadcast, launched, peer_failure, report_failure
+from bench.executors import JobExecutor, JobFailed, RunJob
 from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.plan import FinetuneRun, Plan, PretrainRun
@@ -36,6 +37,8 @@ class RunSummary:
     finetuned: int = 0
     skipped: int = 0
     retried: int = 0  # runs taken over from a failed, interrupted or dead attempt
+    submitted: int = 0  # jobs submitted (--executor)
+    adopted: int = 0  # jobs of an earlier driver, watched to their end
     resumed: int = 0  # pretraining runs continued from a resume state
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -87,6 +90,13 @@ class Runner:
             self.store.check_integrity()
         self.env = environment()
         self.worker: Worker | None = None  # made by prepare(), with the prepared data
+        self.executor: JobExecutor | None = None  # --executor local|slurm: runs become jobs
+        self._inflight: dict[str, tuple[PretrainRun | FinetuneRun, str]] = {}  # run id -> (run, job id)
+        if self.ranks.is_main and self.exp.executor.kind != "inline":
+            if self.ranks.distributed:
+                raise ConfigError("--executor local|slurm submits jobs from one driver process; start `bench run` "
+                                  "plainly (set processes_per_job in [executor] for DDP inside each job).")
+            self.executor = JobExecutor(self.exp.executor, self.results)
         self.summary = RunSummary()
         # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
         from transformers.utils import logging as hf_logging
@@ -174,10 +184,10 @@ class Runner:
         pending: list[PretrainRun | FinetuneRun] = [*self.plan.pretrain_runs, *self.plan.finetune_runs]
         waiting_for: set[str] = set()
         with self.store.heartbeats():
-            while pending:
+            while pending or self._inflight:
                 blocked: dict[str, str] = {}  # run id -> the owner it waits for
                 ran = False
-                pending_ids = {run.id for run in pending}
+                pending_ids = {run.id for run in pending} | set(self._inflight)
                 for run in list(pending):
                     outcome = self._step(run, blocked, pending_ids)
                     if outcome == "wait":
@@ -186,7 +196,8 @@ class Runner:
                     if outcome == "ran":
                         ran = True
                         break  # rescan from the top: plan order, and others' progress, count
-                if pending and not ran:
+                ran = self._collect_jobs() or ran
+                if (pending or self._inflight) and not ran:
                     owners = sorted(set(blocked.values()) - {""})
                     if owners and set(owners) != waiting_for:
                         self.echo(f"waiting for {len(blocked)} run(s) held by other processes ({', '.join(owners)})")
@@ -221,11 +232,54 @@ class Runner:
         if claim.outcome == "busy":
             blocked[run.id] = claim.owner or ""
             return "wait"
+        if claim.outcome == "adopted":  # a dead driver's job: watch it instead of submitting it again
+            self._jobs().status(claim.job_id)  # a clear error now if it cannot be looked at
+            self._inflight[run.id] = (run, claim.job_id)
+            self.summary.adopted += 1
+            self.echo(f"{run.model} {run.id}: watching job {claim.job_id}, submitted by an earlier `bench run`")
+            return "submitted"
         if claim.attempt > 1:
             self.summary.retried += 1
+        if self.executor is not None and _runs_as_job(run):
+            job_id = self.executor.submit(RunJob(self.plan, self.worker.data, self.worker.data_wall_s, run.id))
+            self.store.mark_queued(run.id, job_id)
+            self._inflight[run.id] = (run, job_id)
+            self.summary.submitted += 1
+            self.echo(f"{run.model} {run.id}: submitted as job {job_id}")
+            return "submitted"
         self._tell(("run", run.id))  # the other ranks train it too
         self._guard(run, lambda: self.worker.execute(run))
         return "ran"
+
+    def _jobs(self) -> JobExecutor:
+        if self.executor is None:
+            raise BenchError("this results folder has runs held by jobs an earlier `bench run --executor local|slurm` "
+                             "submitted; run again with that --executor (or its [executor] table) to collect them.")
+        return self.executor
+
+    def _collect_jobs(self) -> bool:
+        """Look at every job in flight once: record the finished ones. True if any was."""
+        progressed = False
+        for run_id, (run, job_id) in list(self._inflight.items()):
+            status = self.executor.status(job_id)
+            if status.state == "running" and self.store.status(run_id) == "queued":
+                self.store.mark_running(run_id, status.node)
+            if status.state not in ("finished", "failed"):
+                continue
+            del self._inflight[run_id]
+            progressed = True
+            try:
+                if status.state == "failed":
+                    raise JobFailed(self.executor.failure(job_id, status.detail))
+                result = self.executor.result(job_id)
+            except JobFailed as exc:
+                self._record_failure(run_id, str(exc))
+                self._gave_up.add(run_id)
+                self.summary.failed.append(f"{run_id}: {str(exc).splitlines()[0]}")
+                self.echo(f"run {run_id} failed: {str(exc).splitlines()[0]} (recorded; re-run to retry)")
+            else:
+                self._record(run, result)
+        return progressed
 
     def _claim(self, run: PretrainRun | FinetuneRun) -> Claim:
         common = dict(spec=run.spec(), code_version=code_version(), git_sha=git_sha(), environment=self.env,
@@ -311,3 +365,8 @@ def disk_full(exc: BaseException) -> str | None:
             return str(exc).splitlines()[0]
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _runs_as_job(run: PretrainRun | FinetuneRun) -> bool:
+    """What is worth a job: training. An external checkpoint or the untrained control is recorded inline."""
+    return isinstance(run, FinetuneRun) or (run.pretrains and not run.external)

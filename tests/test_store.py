@@ -152,7 +152,7 @@ def test_a_newer_store_is_refused(tmp_path):
     db = tmp_path / "bench.db"
     Store(db).close()
     sqlite3.connect(db).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"newer electra-bench \(store schema 3; this version reads up to 2\)"):
+    with pytest.raises(StoreError, match=r"newer electra-bench \(store schema 4; this version reads up to 3\)"):
         Store(db)
 
 

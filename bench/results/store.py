@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 from bench.errors import StoreError
 
-SCHEMA_VERSION = 2  # 1: runs + metrics (no claims); 2: attempts, owner, heartbeat
+SCHEMA_VERSION = 3  # 1: runs + metrics (no claims); 2: attempts, owner, heartbeat; 3: job_id, node
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id           TEXT PRIMARY KEY,
@@ -45,13 +45,15 @@ CREATE TABLE IF NOT EXISTS runs (
     code_version TEXT NOT NULL,
     git_sha      TEXT,
     environment  TEXT,                   -- JSON: versions, device, threads, host
-    status       TEXT NOT NULL,          -- running | done | failed
+    status       TEXT NOT NULL,          -- queued | running | done | failed
     error        TEXT,
     started_at   TEXT,
     finished_at  TEXT,
     attempts     INTEGER NOT NULL DEFAULT 1,  -- claims taken on this run (a resumed run counts 2)
     owner        TEXT,                   -- host:pid:start of the process holding the claim
-    heartbeat    REAL                    -- unix time of the owner's last sign of life
+    heartbeat    REAL,                   -- unix time of the owner's last sign of life
+    job_id       TEXT,                   -- the cluster job running it (bench run --executor), if any
+    node         TEXT                    -- where that job runs
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -67,8 +69,11 @@ MIGRATIONS = {  # from version -> statements that bring it to version + 1
     1: ["ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE runs ADD COLUMN owner TEXT",
         "ALTER TABLE runs ADD COLUMN heartbeat REAL"],
+    2: ["ALTER TABLE runs ADD COLUMN job_id TEXT",
+        "ALTER TABLE runs ADD COLUMN node TEXT"],
 }
-STATUSES = ("running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed")
+HELD = ("queued", "running")  # statuses a live owner holds
 HEARTBEAT_S = 30.0  # how often an owner refreshes its claims
 STALE_S = 180.0  # a claim from another host with no heartbeat for this long is taken over
 BUSY_TIMEOUT_S = 60.0
@@ -117,11 +122,13 @@ class Owner:
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of `Store.claim`: `claimed` (yours, attempt N), `done` or `busy` (a live owner's)."""
+    """The outcome of `Store.claim`: `claimed` (yours, attempt N), `adopted` (yours now, with the
+    cluster job a dead owner had submitted, `job_id`), `done`, or `busy` (a live owner's)."""
 
     outcome: str
     attempt: int = 0
     owner: str | None = None
+    job_id: str | None = None
 
 
 def _process_start(pid: int) -> str | None:
@@ -275,13 +282,17 @@ class Store:
         """
         me = self.owner.token
         with self._tx() as c:
-            row = c.execute("SELECT status, owner, heartbeat, attempts FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = c.execute("SELECT status, owner, heartbeat, attempts, job_id FROM runs WHERE id = ?",
+                            (run_id,)).fetchone()
             if row is not None and row["status"] == "done":
                 return Claim("done")
-            if row is not None and row["status"] == "running" and row["owner"] != me:
+            if row is not None and row["status"] in HELD and row["owner"] != me:
                 holder = Owner.parse(row["owner"])
                 if holder is not None and holder.is_alive(row["heartbeat"], stale_s=stale_s):
-                    return Claim("busy", owner=row["owner"])
+                    return Claim("busy", owner=row["owner"], job_id=row["job_id"])
+                if row["job_id"]:  # a dead driver's job may still be queued or running: watch it, not a new one
+                    c.execute("UPDATE runs SET owner = ?, heartbeat = ? WHERE id = ?", (me, time.time(), run_id))
+                    return Claim("adopted", attempt=int(row["attempts"] or 1), owner=me, job_id=row["job_id"])
             attempt = 1 if row is None else int(row["attempts"] or 0) + 1
             values = (kind, model, task, size, budget, seed, parent_id, canonical_json(spec), code_version, git_sha,
                       json.dumps(environment or {}, sort_keys=True), _now(), attempt, me, time.time())
@@ -293,15 +304,27 @@ class Store:
                 c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
                 c.execute("UPDATE runs SET kind = ?, model = ?, task = ?, size = ?, budget = ?, seed = ?, parent_id = ?,"
                           " spec = ?, code_version = ?, git_sha = ?, environment = ?, started_at = ?, attempts = ?,"
-                          " owner = ?, heartbeat = ?, status = 'running', error = NULL, finished_at = NULL WHERE id = ?",
-                          (*values, run_id))
+                          " owner = ?, heartbeat = ?, status = 'running', error = NULL, finished_at = NULL,"
+                          " job_id = NULL, node = NULL WHERE id = ?", (*values, run_id))
         return Claim("claimed", attempt=attempt, owner=me)
 
     def heartbeat(self) -> int:
         """Refresh every claim this process holds; returns how many."""
         with self._tx() as c:
-            return c.execute("UPDATE runs SET heartbeat = ? WHERE owner = ? AND status = 'running'",
+            return c.execute("UPDATE runs SET heartbeat = ? WHERE owner = ? AND status IN ('queued', 'running')",
                              (time.time(), self.owner.token)).rowcount
+
+    def mark_queued(self, run_id: str, job_id: str) -> None:
+        """This process handed its run to cluster job `job_id` (owner only)."""
+        with self._tx() as c:
+            self._check_owner(c, run_id)
+            c.execute("UPDATE runs SET status = 'queued', job_id = ?, node = NULL WHERE id = ?", (job_id, run_id))
+
+    def mark_running(self, run_id: str, node: str | None) -> None:
+        """The run's job started (on `node`)."""
+        with self._tx() as c:
+            self._check_owner(c, run_id)
+            c.execute("UPDATE runs SET status = 'running', node = COALESCE(?, node) WHERE id = ?", (node, run_id))
 
     @contextmanager
     def heartbeats(self, interval_s: float = HEARTBEAT_S) -> Iterator[None]:
@@ -340,7 +363,7 @@ class Store:
         """Mark this process's run failed (no metrics kept). False if it is not ours to fail."""
         with self._tx() as c:
             row = c.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["status"] != "running" or row["owner"] != self.owner.token:
+            if row is None or row["status"] not in HELD or row["owner"] != self.owner.token:
                 return False
             c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             c.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ?, owner = NULL WHERE id = ?",
@@ -361,7 +384,7 @@ class Store:
         row = c.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"run {run_id} was never claimed in {self.path}")
-        if row["status"] != "running" or row["owner"] != self.owner.token:
+        if row["status"] not in HELD or row["owner"] != self.owner.token:
             raise StoreError(f"run {run_id} is no longer this process's to finish in {self.path} (status "
                              f"{row['status']}, owner {row['owner']}): another process took it over; its result "
                              f"stands and this one is dropped.")
