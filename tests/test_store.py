@@ -184,3 +184,19 @@ def test_a_results_path_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "results").write_text("not a folder")
     with pytest.raises(StoreError, match="cannot create the results folder"):
         Store(tmp_path / "results" / "bench.db")
+
+
+def test_a_dead_drivers_job_is_adopted_not_claimed_anew(tmp_path):
+    db = tmp_path / "bench.db"
+    with Store(db, owner=Owner("node-7", 1234, "99")) as driver:  # another host's driver, silent since
+        driver.claim("r", **RUN)
+        driver.mark_queued("r", "4242")
+        driver._conn.execute("UPDATE runs SET heartbeat = ?", (time.time() - 600,))
+    with Store(db) as s:
+        claim = s.claim("r", **RUN)
+        assert (claim.outcome, claim.job_id, claim.attempt) == ("adopted", "4242", 1)  # the same job, no new attempt
+        assert s.run("r")["status"] == "queued" and s.run("r")["owner"] == s.owner.token
+        s.mark_running("r", "gpu-3")
+        assert s.run("r")["node"] == "gpu-3" and s.run("r")["status"] == "running"
+        s.finish("r", [Metric("score", 0.7)])
+        assert s.run("r")["job_id"] == "4242" and s.is_done("r")
