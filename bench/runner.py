@@ -67,7 +67,7 @@ def register_config_tasks(exp: Experiment) -> None:
 
 class Runner:
     def __init__(self, plan: Plan, *, progress: bool = True, echo: Callable[[str], None] = print,
-                 poll_s: float = 5.0, ranks: Ranks | None = None) -> None:
+                 poll_s: float | None = None, ranks: Ranks | None = None) -> None:
         """Opens the results store (a damaged, newer or unwritable one is an error now).
 
         Under a launcher (`ranks.world` > 1) only rank 0 opens the store, prints and writes;
@@ -75,7 +75,8 @@ class Runner:
         """
         self.ranks = ranks or launched()
         self.plan = plan
-        self.poll_s = poll_s  # how often to look again at runs other processes hold
+        # how often to look again at runs other processes or jobs hold ([executor] poll_s)
+        self.poll_s = poll_s if poll_s is not None else plan.experiment.executor.poll_s
         self._by_id = {pt.id: pt for pt in plan.pretrain_runs}
         self._gave_up: set[str] = set()  # runs that failed in this process: not retried, dependants skipped
         self._prepared = False

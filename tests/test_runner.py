@@ -124,6 +124,8 @@ def test_ctrl_c_inside_a_run_is_recorded_as_interrupted(micro_project, monkeypat
 
 
 def test_two_processes_on_one_store_run_each_run_once(micro_project):
+    with open(micro_project / "bench.toml", "a", encoding="utf-8") as f:
+        f.write("\n[executor]\npoll_s = 0.5\n")  # look again at the other process's runs twice a second
     a = bench_process(["run", "--quiet"], micro_project)
     b = bench_process(["run", "--quiet"], micro_project)
     out_a, _ = a.communicate(timeout=600)
