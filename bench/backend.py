@@ -32,10 +32,11 @@ class TokenInfo:
 
 
 class BackendOutput(NamedTuple):
-    """`loss` is what the optimiser minimises; `metrics` are detached floats for logging."""
+    """`loss` is what the optimiser minimises; `metrics` are for logging: detached 0-dim tensors
+    (read by the loop once per logging window, so a step never waits for the device) or floats."""
 
     loss: torch.Tensor
-    metrics: dict[str, float]
+    metrics: dict[str, torch.Tensor | float]
 
 
 @dataclass(frozen=True)

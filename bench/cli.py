@@ -85,6 +85,11 @@ def main() -> None:
 @click.option("--data", help="Data folder (overrides $BENCH_DATA_DIR).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Experiment file (default ./bench.toml).")
 @click.option("--quiet", is_flag=True, default=None, help="No progress bars.")
+@click.option("--precision", "pretrain__precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="Pretraining precision: auto (default) is bf16 autocast on a GPU that supports it, else fp32.")
+@click.option("--compile", "pretrain__compile", type=click.Choice(["auto", "true", "false"]),
+              help="torch.compile the pretraining step: auto (default) on a GPU, falling back to eager with a "
+              "warning if compilation fails; true also on the CPU.")
 @click.option("--executor", "executor__kind", type=click.Choice(["inline", "local", "slurm"]),
               help="inline (default): runs execute here; local / slurm: one submitit job per run (this process "
               "submits, watches and alone writes the store). [executor] in bench.toml holds the rest.")

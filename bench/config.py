@@ -49,6 +49,7 @@ class PretrainSettings:
     log_every: int = 10
     checkpoint_fractions: tuple[float, ...] = (1.0,)
     precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32, bf16
+    compile: bool | str = "auto"  # torch.compile the step: auto (on a GPU, falling back if it fails), true, false
     resume_every_steps: int = 200  # write the resume state every N steps (0 = never by count)
     resume_every_minutes: float = 10.0  # ... and every M minutes (0 = never by time); always on SIGINT/SIGTERM
 
@@ -288,6 +289,9 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
     if bad:
         raise ConfigError(f"{where}{_line(text, 'executor', 'sbatch')}: executor.sbatch entries are sbatch options as "
                           f"\"key=value\" (e.g. \"constraint=a100\"), got {bad[0]!r}.")
+    if exp.pretrain.compile not in (True, False, "auto", "true", "false"):
+        raise ConfigError(f"{where}{_line(text, 'pretrain', 'compile')}: pretrain.compile = "
+                          f"{exp.pretrain.compile!r}; choose \"auto\", true or false.")
     if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'precision')}: pretrain.precision = "
                           f"{exp.pretrain.precision!r}; choose auto, fp32 or bf16.")

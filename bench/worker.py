@@ -110,7 +110,8 @@ class Worker:
         every = ResumeSettings(self.exp.pretrain.resume_every_steps, self.exp.pretrain.resume_every_minutes)
         result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
                           seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
-                          progress=self.progress, label=f"pretrain {pt.model}", resume=every)
+                          progress=self.progress, label=f"pretrain {pt.model}", resume=every,
+                          compile=self.exp.pretrain.compile)
         metrics = result.metrics() + [
             Metric("data_wall_s", data_wall),
             Metric("planned_steps", plan.steps),

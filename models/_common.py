@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import ElectraConfig, ElectraModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.electra.modeling_electra import ElectraGeneratorPredictions
 
 from bench.backend import TokenInfo
@@ -51,6 +52,17 @@ def encoder_config(
         attention_probs_dropout_prob=size.dropout,
         attn_implementation=attn_implementation,  # sdpa for speed; measure_step_flops switches to eager
     )
+
+
+def encoder_mask(config: ElectraConfig, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The 4-D attention mask `config`'s attention implementation wants, from a 2-D one.
+
+    Pass it to the encoder instead of the 2-D mask: transformers would otherwise ask on every
+    forward whether the mask is all ones (to drop it), which makes the host wait for the device;
+    packed pretraining blocks carry padding in most batches anyway.
+    """
+    meta = attention_mask.new_empty((*attention_mask.shape, 0), dtype=torch.float32)  # batch, length, dtype, device
+    return create_bidirectional_mask(config, meta, attention_mask, allow_is_bidirectional_skip=False)
 
 
 def build_encoder(config: ElectraConfig) -> ElectraModel:
@@ -275,17 +287,25 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
 
-def binary_entropy(p: float) -> float:
-    """Entropy in nats of a Bernoulli(p): the BCE of a detector that only knows the base rate."""
+def binary_entropy(p: float | torch.Tensor) -> float | torch.Tensor:
+    """Entropy in nats of a Bernoulli(p): the BCE of a detector that only knows the base rate.
+
+    A float gives a float; a tensor gives a tensor on its device (no host-device sync)."""
+    if isinstance(p, torch.Tensor):
+        q = p.clamp(1e-12, 1 - 1e-12)
+        h = -(q * q.log() + (1 - q) * (1 - q).log())
+        return torch.where((p <= 0) | (p >= 1), torch.zeros_like(h), h)
     if p <= 0.0 or p >= 1.0:
         return 0.0
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
-def mlm_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Cross-entropy and accuracy over the weighted gathered rows (weight-0 slots ignored)."""
+def mlm_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and accuracy (a detached 0-dim tensor) over the weighted gathered rows
+    (weight-0 slots ignored)."""
     w = weights.reshape(-1)
     t = targets.reshape(-1)
     loss = weighted_mean(F.cross_entropy(logits.float(), t, reduction="none"), w)
-    acc = weighted_mean((logits.argmax(-1) == t).float(), w).item()
+    with torch.no_grad():
+        acc = weighted_mean((logits.argmax(-1) == t).float(), w)
     return loss, acc

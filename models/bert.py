@@ -16,6 +16,7 @@ from models._common import (
     check_options,
     corrupt,
     encoder_config,
+    encoder_mask,
     gather_positions,
     mlm_loss,
     n_predictions,
@@ -51,10 +52,11 @@ class BertBackend(Backend):
         )
         masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=RANDOM_FRAC,
                          rng=rng)
-        hidden = self.encoder_model(input_ids=masked, attention_mask=attention_mask).last_hidden_state
+        mask = encoder_mask(self.encoder_model.config, attention_mask)
+        hidden = self.encoder_model(input_ids=masked, attention_mask=mask).last_hidden_state
         logits = self.mlm_head(gather_positions(hidden, positions))  # masked rows only
         loss, acc = mlm_loss(logits, input_ids.gather(1, positions), weights)
-        return BackendOutput(loss, {"loss": loss.item(), "mlm_loss": loss.item(), "mlm_acc": acc})
+        return BackendOutput(loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_acc": acc})
 
     @staticmethod
     def analytic_step_flops(

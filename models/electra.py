@@ -24,6 +24,7 @@ from models._common import (
     check_options,
     corrupt,
     encoder_config,
+    encoder_mask,
     gather_positions,
     generator_dims,
     gumbel_sample,
@@ -89,7 +90,8 @@ class ElectraBackend(Backend):
         masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=0.0, rng=rng)
 
         # generator: MLM logits at the gathered masked rows only (B * n_pred), never at all positions
-        gen_hidden = self.generator(input_ids=masked, attention_mask=attention_mask).last_hidden_state
+        gen_mask = encoder_mask(self.generator.config, attention_mask)
+        gen_hidden = self.generator(input_ids=masked, attention_mask=gen_mask).last_hidden_state
         gen_logits = self.gen_head(gather_positions(gen_hidden, positions))
         targets = input_ids.gather(1, positions)
         gen_loss, gen_acc = mlm_loss(gen_logits, targets, weights)
@@ -98,7 +100,8 @@ class ElectraBackend(Backend):
         sampled = gumbel_sample(gen_logits.detach(), self.temperature, rng=rng)
         disc_input, labels = replace_and_label(input_ids, positions, weights, sampled)
 
-        disc_hidden = self.discriminator(input_ids=disc_input, attention_mask=attention_mask).last_hidden_state
+        disc_mask = encoder_mask(self.discriminator.config, attention_mask)
+        disc_hidden = self.discriminator(input_ids=disc_input, attention_mask=disc_mask).last_hidden_state
         disc_logits = self.disc_head(disc_hidden)
         real = attention_mask.float()
         per_token = F.binary_cross_entropy_with_logits(disc_logits.float(), labels, reduction="none")
@@ -107,13 +110,13 @@ class ElectraBackend(Backend):
 
         loss = gen_loss + self.disc_weight * disc_loss
         with torch.no_grad():
-            disc_acc = ((((disc_logits > 0).float() == labels).float() * real).sum() / n_real).item()
-            replaced_frac = ((labels * real).sum() / n_real).item()
-        metrics = {
-            "loss": loss.item(),
-            "gen_loss": gen_loss.item(),
+            disc_acc = (((disc_logits > 0).float() == labels).float() * real).sum() / n_real
+            replaced_frac = (labels * real).sum() / n_real
+        metrics = {  # detached tensors: the loop reads them once per logging window, not every step
+            "loss": loss.detach(),
+            "gen_loss": gen_loss.detach(),
             "gen_acc": gen_acc,
-            "disc_loss": disc_loss.item(),
+            "disc_loss": disc_loss.detach(),
             "disc_acc": disc_acc,
             "replaced_frac": replaced_frac,
             "disc_base_entropy": binary_entropy(replaced_frac),  # BCE of a detector that learned nothing

@@ -196,10 +196,11 @@ def test_heads_run_on_gathered_rows_only(cls):
 def test_electra_loss_and_metrics():
     m = ElectraBackend(SIZE, TOK, seq_len=SEQ)
     out = m.loss(make_batch(8))
+    metrics = floats(out.metrics)
     for k in ("loss", "gen_loss", "gen_acc", "disc_loss", "disc_acc", "replaced_frac", "disc_base_entropy"):
-        assert math.isfinite(out.metrics[k]), k
-    assert out.metrics["loss"] == pytest.approx(out.metrics["gen_loss"] + 50 * out.metrics["disc_loss"], rel=1e-5)
-    assert out.metrics["disc_base_entropy"] == pytest.approx(C.binary_entropy(out.metrics["replaced_frac"]))
+        assert math.isfinite(metrics[k]), k
+    assert metrics["loss"] == pytest.approx(metrics["gen_loss"] + 50 * metrics["disc_loss"], rel=1e-5)
+    assert metrics["disc_base_entropy"] == pytest.approx(C.binary_entropy(metrics["replaced_frac"]), rel=1e-5)
     out.loss.backward()
     assert all(p.grad is not None for p in m.parameters())  # no unused parameters (DDP-friendly)
     assert set(m(make_batch(2)).metrics) == set(out.metrics)  # forward = loss, for DDP wrappers
@@ -222,14 +223,32 @@ def test_electra_sample_equal_to_original_is_real(monkeypatch):
 
     monkeypatch.setattr(E, "mlm_loss", spy)
     monkeypatch.setattr(E, "gumbel_sample", perfect_generator)
-    out = m.loss(make_batch(8))
-    assert out.metrics["replaced_frac"] == 0.0 and out.metrics["disc_base_entropy"] == 0.0
+    out = floats(m.loss(make_batch(8)).metrics)
+    assert out["replaced_frac"] == 0.0 and out["disc_base_entropy"] == 0.0
 
 
 def test_bert_loss_and_metrics():
-    out = BertBackend(SIZE, TOK, seq_len=SEQ).loss(make_batch(8))
-    assert set(out.metrics) >= {"loss", "mlm_loss", "mlm_acc"}
-    assert out.metrics["mlm_loss"] == pytest.approx(math.log(VOCAB), rel=0.1)  # untrained: ~uniform
+    out = floats(BertBackend(SIZE, TOK, seq_len=SEQ).loss(make_batch(8)).metrics)
+    assert set(out) >= {"loss", "mlm_loss", "mlm_acc"}
+    assert out["mlm_loss"] == pytest.approx(math.log(VOCAB), rel=0.1)  # untrained: ~uniform
+
+
+def floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("cls", [ElectraBackend, BertBackend])
+def test_metrics_stay_on_the_device(cls):
+    # the loop reads metrics once per logging window: a backend hands back detached 0-dim tensors,
+    # never Python floats (each float would wait for the device on every step)
+    out = cls(SIZE, TOK, seq_len=SEQ).loss(make_batch(4))
+    for k, v in out.metrics.items():
+        assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad, k
+
+
+def test_binary_entropy_of_a_tensor_matches_the_float():
+    for p in (0.0, 0.15, 0.5, 1.0):
+        assert float(C.binary_entropy(torch.tensor(p))) == pytest.approx(C.binary_entropy(p), abs=1e-6)
 
 
 def test_scratch_is_a_control():
@@ -266,7 +285,7 @@ def train(m: Backend, batch, steps: int, lr: float = 1e-3) -> list[dict[str, flo
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        hist.append(out.metrics)
+        hist.append(floats(out.metrics))
     return hist
 
 

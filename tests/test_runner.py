@@ -69,7 +69,7 @@ def test_a_nan_loss_stops_the_run_and_nothing_is_finetuned_on_it(micro_project, 
     runs = {(x["kind"], x["model"]): x for x in _runs(micro_project / "results")}
     failed = runs[("pretrain", "nanbert")]
     assert failed["status"] == "failed" and failed["error"].startswith("pretraining diverged at step 6")
-    assert "the step before: loss " in failed["error"] and "mlm_loss" in failed["error"]
+    assert "last logged: loss " in failed["error"] and "mlm_loss" in failed["error"]
     assert ("finetune", "nanbert") not in runs  # nothing depends on a diverged encoder
     assert runs[("finetune", "bert")]["status"] == "done" and runs[("finetune", "scratch")]["status"] == "done"
     state = micro_project / "results" / "runs" / failed["id"] / "resume" / "state.json"

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -100,6 +101,7 @@ class PretrainResult:
     mfu: float | None = None  # model-FLOPs utilisation on a GPU with a known peak
     resumed_from_step: int = 0  # 0: this attempt started from scratch
     resume_saves: int = 0  # resume states written, all attempts
+    compiled: bool = False  # the step ran under torch.compile
 
     def metrics(self) -> list[Metric]:
         """Final values (step None) then the logged series, ready for the store."""
@@ -113,22 +115,24 @@ class PretrainResult:
         ]
         if self.mfu is not None:
             out.append(Metric("mfu", self.mfu))
-        out += [Metric("resumed_from_step", self.resumed_from_step), Metric("resume_saves", self.resume_saves)]
+        out += [Metric("resumed_from_step", self.resumed_from_step), Metric("resume_saves", self.resume_saves),
+                Metric("compiled", float(self.compiled))]
         out += [Metric(f"flops_{c}", v) for c, v in self.flops.items()]
         out += [Metric(f"final_{k}", v) for k, v in self.final.items()]
         out += [Metric("checkpoint", f, step=s, flops=fl) for f, (s, fl) in sorted(self.checkpoint_points.items())]
         return out + self.series
 
 
-def make_optimizer(model: torch.nn.Module, opt: OptimSettings) -> torch.optim.Optimizer:
-    """AdamW with no decay on biases and LayerNorm; shared (tied) parameters appear once."""
+def make_optimizer(model: torch.nn.Module, opt: OptimSettings, *, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW with no decay on biases and LayerNorm; shared (tied) parameters appear once.
+    `fused`: one kernel for the whole update (CUDA)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():  # named_parameters() drops duplicates of tied tensors
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999))
+    return torch.optim.AdamW(groups, lr=opt.lr, eps=opt.adam_eps, betas=(0.9, 0.999), fused=fused or None)
 
 
 MAX_SAVE_SHARE = 0.02  # resume states may take at most this share of a run's time, whatever the triggers say
@@ -154,8 +158,8 @@ class BlockOrder:
     a slice of the global batch) sees the same tokens at the same step.
     """
 
-    def __init__(self, num_blocks: int, batch_size: int, seed: int) -> None:
-        self.num_blocks, self.batch_size, self.seed = num_blocks, batch_size, seed
+    def __init__(self, num_blocks: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.num_blocks, self.batch_size, self.seed, self.device = num_blocks, batch_size, seed, device
         self.per_epoch = num_blocks // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
@@ -163,7 +167,8 @@ class BlockOrder:
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.num_blocks, generator=gen)
+            # drawn on the CPU (the same order on any device), moved once per epoch: no copy in the step
+            self._epoch, self._perm = epoch, torch.randperm(self.num_blocks, generator=gen).to(self.device)
         return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
 
 
@@ -194,7 +199,7 @@ class _Signals:
 def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: OptimSettings, *, pad_id: int,
              out_dir: Path, save: Callable[[torch.nn.Module, Path], None], seed: int = 0, log_every: int = 10,
              precision: str = "auto", progress: bool = True, label: str = "pretrain",
-             resume: ResumeSettings | None = ResumeSettings()) -> PretrainResult:
+             resume: ResumeSettings | None = ResumeSettings(), compile: bool | str = False) -> PretrainResult:
     """Train `backend` for `plan.steps` steps on `blocks` ([N, seq_len] token ids).
 
     `save(encoder, dir)` writes a checkpoint (the encoder plus the tokenizer) into `dir`; it
@@ -202,7 +207,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     `resume`, the loop continues from `out_dir/resume/` when a state is there, and writes one
     every `resume.every_steps` steps, every `resume.every_minutes` minutes and on SIGINT or
     SIGTERM (then raising `Interrupted`). A non-finite loss or gradient raises `Diverged`
-    before the optimiser applies it; the last resume state (from before) is kept.
+    at the next boundary; the last resume state (from before) is kept. `compile`: torch.compile
+    the step (True/"true"), not (False/"false"), or "auto": on a GPU, falling back to eager
+    with a one-line warning when compilation fails.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -218,9 +225,12 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     if len(blocks) < plan.batch_size:
         raise DataError(f"only {len(blocks)} blocks of text, fewer than one batch of {plan.batch_size}: use a larger "
                         f"corpus or a smaller pretrain.batch_size")
-    order = BlockOrder(len(blocks), plan.batch_size, seed)
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # fp32 matmuls on tensor cores
+    blocks = blocks.to(accelerator.device)  # once: no host copy or DataLoader worker in the step
+    order = BlockOrder(len(blocks), plan.batch_size, seed, accelerator.device)
     per_rank = plan.batch_size // world
-    optimizer = make_optimizer(backend, opt)
+    optimizer = make_optimizer(backend, opt, fused=accelerator.device.type == "cuda")
     model, optimizer = accelerator.prepare(backend, optimizer)
     model.train()
     timed = plan.time_budget_s is not None
@@ -235,6 +245,12 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         state = load_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, plan_key=key) or state
         _restore_rng(state.rng, row_gen, rank)
     resumed_from = state.step
+    step_model = model
+    if _compile_wanted(compile, accelerator.device.type):
+        probe = order.indices(state.step)[rank * per_rank:][:per_rank]
+        step_model = _compiled(model, blocks[probe].long(), pad_id, row_gen, RowRandom(
+            row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size), accelerator,
+            strict=compile in (True, "true"))
     pending = sorted(((f, s) for f, s in plan.checkpoint_steps.items() if f not in state.points),
                      key=lambda kv: (kv[1], kv[0]))
     checkpoints = {f: checkpoint_dir(out_dir, f) for f in state.points}
@@ -276,47 +292,48 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                     or (resume.every_minutes and since >= 60 * resume.every_minutes))
 
     done = elapsed() >= plan.time_budget_s if timed else state.step >= plan.steps
-    last: dict[str, float] = {}  # the last finished step's metrics, for a divergence message
+    window = _Window(accelerator.device, state.window, state.step)  # this logging window's metrics, on the device
     with _Signals() as signals:
         while not done:
             factor = schedule(elapsed() if timed else state.step + 0.5)  # mid-step: no step wasted at lr 0
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr = base * factor
             rows = order.indices(state.step)[rank * per_rank:][:per_rank]  # this process's slice of the batch
-            input_ids = blocks[rows].long().to(accelerator.device)
+            input_ids = blocks[rows].long()
             batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(),
                      "rng": RowRandom(row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size)}
             with accelerator.autocast():
-                out = model(batch)
-            loss_value = float(out.loss.detach())
-            # What every process must agree on before the step: one small all-reduce (none alone).
-            control = _agree(accelerator, [
-                not math.isfinite(loss_value),  # any process's loss non-finite: all stop
-                signals.received is not None,  # any process signalled: all save and stop after this step
-                accelerator.is_main_process and resume is not None and not done and state_due(),
-                timed and elapsed() >= plan.time_budget_s,  # a time budget: all stop at the same step
-                int(batch["attention_mask"].sum()),  # tokens of this step, all processes
-            ])
-            if control[0]:
-                raise Diverged(state.step + 1, "loss", loss_value if not math.isfinite(loss_value) else math.nan,
-                               last, lr, mixed, saved_step())
+                out = step_model(batch)
             accelerator.backward(out.loss)
-            norm = float(accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf))
-            if not math.isfinite(norm):  # the norm of the synchronised gradient: the same on every process
-                raise Diverged(state.step + 1, "gradient norm", norm, last, lr, mixed, saved_step())
+            norm = accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm or math.inf)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            state.tokens += int(control[4])
+            # No host-device sync in a step: metrics, tokens and non-finite checks stay on the device
+            # and are read once at the next boundary (a logging step, a checkpoint, a save or a stop).
+            window.add(out, norm, batch["attention_mask"])
             now = elapsed()
-            done = bool(control[3]) if timed else state.step >= plan.steps
-            last = {k: float(v) for k, v in out.metrics.items()}
-            for k, v in last.items():
-                state.window.setdefault(k, []).append(v)
-            if state.step % log_every == 0 or done or state.step == 1:  # step 1: the loss at initialisation
-                state.final = _mean_over_ranks(accelerator, {k: sum(v) / len(v) for k, v in state.window.items()})
+            logged = state.step % log_every == 0 or state.step == 1  # step 1: the loss at initialisation
+            due = not timed and (state.step >= plan.steps or bool(pending and state.step >= pending[0][1]))
+            local = (signals.received is not None or (timed and now >= plan.time_budget_s)
+                     or (accelerator.is_main_process and resume is not None and state_due())
+                     or bool(timed and pending and now >= pending[0][0] * total))
+            # One process may stop at any step; several agree at steps all of them know are boundaries.
+            if not (logged or due or (world == 1 and local)):
+                bar.update(0 if timed else 1)
+                continue
+            read = window.read(accelerator, [
+                signals.received is not None,  # any process signalled: all save and stop after this step
+                accelerator.is_main_process and resume is not None and state_due(),
+                timed and now >= plan.time_budget_s,  # a time budget: all stop at the same step
+            ])
+            if read.bad_step:  # found at the boundary; the optimiser already applied it, but nothing is saved
+                raise Diverged(read.bad_step, read.bad_what, read.bad_value, state.final, lr, mixed, saved_step())
+            state.tokens += read.tokens
+            done = bool(read.control[2]) if timed else state.step >= plan.steps
+            if logged or done:
+                state.final = _mean_over_ranks(accelerator, window.pop_means())
                 state.final["lr"] = lr
-                state.window = {}
                 for k, v in state.final.items():
                     state.series.append(Metric(k, v, step=state.step, flops=plan.flops_at(state.step), wall_s=now))
                 bar.set_postfix({k: f"{state.final[k]:.3f}" for k in list(state.final)[:3]}, refresh=False)
@@ -327,11 +344,13 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 state.points[frac] = (state.step, plan.flops_at(state.step))
                 if accelerator.is_main_process:
                     checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
-            if control[1]:
+            if read.control[0]:
+                state.window = window.rows()
                 write_state()
                 raise Interrupted(signals.received or signal.SIGTERM, f"stopped after step {state.step}" + (
                     "; its resume state is saved" if resume is not None else ""))
-            if control[2] and not done:
+            if read.control[1] and not done:
+                state.window = window.rows()
                 write_state()
     wall = elapsed()
     bar.close()
@@ -350,15 +369,81 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         mfu=_mfu(achieved, mixed),
         resumed_from_step=resumed_from,
         resume_saves=state.saves,
+        compiled=step_model is not model,
     )
 
 
-def _agree(accelerator: Any, values: list[float]) -> list[float]:
-    """`values` summed over all processes (one all-reduce); as they are with one process."""
-    if accelerator.num_processes == 1:
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=accelerator.device)
-    return accelerator.reduce(t, reduction="sum").tolist()
+@dataclass
+class _Read:
+    """What one boundary read from the device (and agreed over the processes)."""
+
+    tokens: int
+    control: list[float]  # per flag: how many processes raised it
+    bad_step: int = 0  # the first step with a non-finite loss or gradient norm; 0: none
+    bad_what: str = ""
+    bad_value: float = math.nan
+
+
+class _Window:
+    """A logging window's metrics, tokens and non-finite checks, accumulated on the device.
+
+    `add` launches a few small kernels and never waits for the device; `read` is the one
+    host-device sync (and, with several processes, the one collective) per boundary.
+    """
+
+    def __init__(self, device: torch.device, saved: dict[str, list[float]], step: int) -> None:
+        self.device = device
+        self.keys: list[str] = list(saved)
+        values = list(zip(*saved.values())) if saved else []
+        self._rows = [torch.tensor(v, dtype=torch.float64, device=device) for v in values]
+        self._tokens = torch.zeros((), dtype=torch.float64, device=device)
+        self._bad = torch.zeros(3, dtype=torch.float64, device=device)  # (step, 1 loss | 2 norm, value)
+        self._step = torch.full((), float(step), dtype=torch.float64, device=device)  # the loop's step, on the device
+
+    def add(self, out: Any, norm: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if not self.keys:
+            self.keys = list(out.metrics)
+        self._rows.append(torch.stack([torch.as_tensor(out.metrics[k], device=self.device).detach().double()
+                                       for k in self.keys]))
+        self._tokens += attention_mask.sum()
+        self._step += 1
+        loss, norm = out.loss.detach().double(), norm.detach().double()
+        loss_bad, norm_bad = ~torch.isfinite(loss), ~torch.isfinite(norm)
+        first = (self._bad[0] == 0) & (loss_bad | norm_bad)
+        found = torch.stack([self._step, torch.where(loss_bad, 1.0, 2.0).double(), torch.where(loss_bad, loss, norm)])
+        self._bad = torch.where(first, found, self._bad)
+
+    def read(self, accelerator: Any, flags: list[bool]) -> _Read:
+        """Tokens since the last read (all processes), the first non-finite step, and how many
+        processes raised each of `flags`.
+
+        The gradient norm is that of the synchronised gradient, so a non-finite loss on any
+        process makes the norm non-finite on all of them at the same step: every process finds
+        the same first bad step and stops at the same boundary.
+        """
+        shared = torch.cat([self._tokens.view(1),
+                            torch.tensor([float(f) for f in flags], dtype=torch.float64).to(self.device)])
+        if accelerator.num_processes > 1:
+            shared = accelerator.reduce(shared, reduction="sum")
+        values = shared.tolist() + self._bad.tolist()
+        self._tokens.zero_()
+        bad_step, what, value = int(values[-3]), values[-2], values[-1]
+        return _Read(tokens=int(values[0]), control=values[1:-3], bad_step=bad_step,
+                     bad_what="loss" if round(what) == 1 else "gradient norm", bad_value=value)
+
+    def pop_means(self) -> dict[str, float]:
+        """This window's mean of each metric, and a new window."""
+        if not self._rows:
+            return {}
+        means = torch.stack(self._rows).mean(0).tolist()
+        self._rows = []
+        return dict(zip(self.keys, means))
+
+    def rows(self) -> dict[str, list[float]]:
+        """The unfinished window, for the resume state."""
+        if not self._rows:
+            return {}
+        return dict(zip(self.keys, torch.stack(self._rows).T.tolist()))
 
 
 def _mean_over_ranks(accelerator: Any, values: dict[str, float]) -> dict[str, float]:
@@ -394,15 +479,16 @@ def _restore_rng(rng: dict[str, torch.Tensor], row_gen: torch.Generator, rank: i
 
 
 class Diverged(RunFailure):
-    """A non-finite loss or gradient: the run stops before the optimiser applies it."""
+    """A non-finite loss or gradient: the run stops at the next boundary (the device is read only
+    there), before any checkpoint or resume state holds the step."""
 
     def __init__(self, step: int, what: str, value: float, last: dict[str, float], lr: float, mixed: str,
                  saved_step: int | None = None) -> None:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none in this attempt"
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) or "none logged in this attempt"
         cause = ("the learning rate is too high for this model" + (" or bf16 overflowed" if mixed == "bf16" else ""))
         fix = "lower pretrain.lr" + (' or set pretrain.precision = "fp32"' if mixed == "bf16" else "")
-        super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; the "
-                         f"step before: {shown}). Likely cause: {cause}; {fix} and re-run. "
+        super().__init__(f"pretraining diverged at step {step}: the {what} became {value} (lr {lr:.3g}; "
+                         f"last logged: {shown}). Likely cause: {cause}; {fix} and re-run. "
                          + ("No resume state had been written yet." if saved_step is None else
                             f"The resume state from step {saved_step}, before it, is kept."))
         self.step = step
@@ -420,6 +506,40 @@ def atomic_save(model: Backend, target: Path, save: Callable[[torch.nn.Module, P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _compile_wanted(setting: bool | str, device_type: str) -> bool:
+    """true: always; auto: where a GPU runs the step (on the CPU compiling costs more than it saves)."""
+    return setting in (True, "true") or (setting == "auto" and device_type == "cuda")
+
+
+def _compiled(model: torch.nn.Module, input_ids: torch.Tensor, pad_id: int, row_gen: torch.Generator,
+              rng: RowRandom, accelerator: Any, *, strict: bool) -> torch.nn.Module:
+    """`torch.compile(model)`, compiled now on one forward and backward of the first batch, with
+    every random state and gradient put back as it was, so the run itself is untouched by the
+    trial. Where compilation fails: eager with a one-line warning, or (strict) an error."""
+    states = (row_gen.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state() if torch.cuda.is_available() else None)
+    compiled_model = torch.compile(model)
+    try:
+        with accelerator.autocast():
+            out = compiled_model({"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "rng": rng})
+        accelerator.backward(out.loss)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step is the same computation
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if strict:
+            raise ConfigError(f"pretrain.compile = true, but torch.compile failed: {type(exc).__name__}: {first}. "
+                              f"Set pretrain.compile = \"auto\" (falls back) or false.") from exc
+        warnings.warn(f"torch.compile failed ({type(exc).__name__}: {first}); pretraining runs uncompiled",
+                      stacklevel=2)
+        compiled_model = model
+    finally:
+        model.zero_grad(set_to_none=True)
+        row_gen.set_state(states[0])
+        torch.set_rng_state(states[1])
+        if states[2] is not None:
+            torch.cuda.set_rng_state(states[2])
+    return compiled_model
 
 
 def _mixed_precision(precision: str) -> str:
