@@ -7,7 +7,7 @@
 #   1. the tests that need a GPU (pytest -m gpu)                          -> tests.txt
 #   2. pretrain_speed.py --sizes small,base --baseline hf, electra and bert -> pretrain_speed.md
 #   3. bench run --models electra,bert --size small --budget electra-small@6.25% on sst2 and every other
-#      GLUE task the data folder holds, with wall-clock, steps/s, MFU and scores    -> run.md, results/
+#      GLUE task the data folder holds: scores (run.md), wall-clock, steps/s, MFU (run_speed.md), results/
 # Section 3 is stopped with SIGTERM after MINUTES (default 7) of its own: a pretraining run saves its
 # resume state and the next call of this script (same OUT_DIR) continues it, so the paper's 6.25%
 # point can be reached in several calls of a per-call time limit.
@@ -56,4 +56,5 @@ for task in $TASKS; do
     | grep -v "it/s\]$" | tee -a "$DIR/run.log"
 done
 $PY -m bench report --results "$DIR/results" 2>&1 | tee "$DIR/run.md"
+$PY benchmarks/run_summary.py --results "$DIR/results" 2>&1 | tee "$DIR/run_speed.md"   # steps/s, MFU
 echo "== wall: $(( $(date +%s) - start )) s of bench run; tables under $DIR"

@@ -78,7 +78,7 @@ def hf_round(model: torch.nn.Module, optimizer: torch.optim.Optimizer, blocks: t
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    final = float(loss)  # what a user's loop logs at the end; also waits for the device
+    final = float(loss.detach())  # what a user's loop logs at the end; also waits for the device
     wall = time.perf_counter() - start
     if not math.isfinite(final):
         raise RuntimeError("the HF baseline's loss is not finite")
@@ -99,7 +99,7 @@ def measure(model: str, size: str, batch: int, seq: int, steps: int, rounds: int
     if baseline == "hf":
         torch.manual_seed(0)
         hf = BASELINES[model](preset, tok).to(device).train()
-        opt = make_optimizer(hf, OptimSettings(lr=lr), fused=device.type == "cuda")
+        opt = make_optimizer(hf, OptimSettings(lr=lr), fused=True)  # as the harness: the same optimiser
         hf_round(hf, opt, blocks.to(device), 2, batch, precision)
     best: dict[str, tuple[float, float | None]] = {}
     compiled = False
