@@ -147,7 +147,8 @@ class JobExecutor:
         """The job's RunResult, or JobFailed with the reason and its stderr's tail."""
         job = self._job(job_id)
         try:
-            return RunResult.from_json(job.result())
+            # a DDP job (processes_per_job > 1) has one task per process: rank 0 (task 0) reports
+            return RunResult.from_json((job.task(0) if job.num_tasks > 1 else job).result())
         except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, UncompletedJobError, ...
             state = self.status(job_id).detail
             raise JobFailed(f"job {job_id} ended without a result ({state or type(exc).__name__}): "

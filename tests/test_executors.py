@@ -75,3 +75,17 @@ def test_a_local_sweep_survives_its_driver_killed_and_submits_nothing_twice(swee
     assert all(r["job_id"] in status.stdout for r in runs)
     rerun = run_bench(ARGS, sweep)
     assert "0 pretrained, 0 fine-tuned, 6 already in the store" in rerun.stdout and _submissions(sweep) == 6
+
+
+def test_a_job_of_two_processes_is_one_ddp_run_that_rank_0_reports(sweep):
+    """--processes-per-job 2: each job is two submitit tasks (a 2-process DDP run); the driver
+    takes rank 0's result and the store holds one row per run, as with one process."""
+    r = run_bench(["run", "--quiet", "--executor", "local", "--processes-per-job", "2", "--models", "bert",
+                   "--control", "none", "--seeds", "1"], sweep)
+    assert r.returncode == 0, r.stdout
+    rows = _runs(sweep)
+    assert [(x["kind"], x["status"]) for x in rows] == [("finetune", "done"), ("pretrain", "done")]
+    jobs = sweep / "results" / "jobs"
+    pretrain_job = rows[1]["job_id"]
+    assert (jobs / f"{pretrain_job}_0_result.pkl").exists() and (jobs / f"{pretrain_job}_1_result.pkl").exists()
+    assert "global_rank=1(2)" in (jobs / f"{pretrain_job}_1_log.out").read_text()
