@@ -57,7 +57,8 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def environment() -> dict[str, Any]:
+def environment(processes: int = 1) -> dict[str, Any]:
+    """Where a run runs; `processes`: how many train it together (DDP world size)."""
     import torch
 
     env: dict[str, Any] = {
@@ -69,6 +70,7 @@ def environment() -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
         "git_sha": git_sha(),
         "code_version": code_version(),
+        "processes": processes,
     }
     if torch.cuda.is_available():
         env["device"] = torch.cuda.get_device_name(0)

@@ -330,7 +330,7 @@ class Runner:
 
     def _record(self, run: PretrainRun | FinetuneRun, result: RunResult) -> None:
         """Write a run's result to the store (one transaction) and count it."""
-        self.store.finish(run.id, result.metrics)
+        self.store.finish(run.id, result.metrics, result.environment)
         for message in result.warnings:
             self.summary.warnings.append(message)
             self.echo(f"warning: {message}")

@@ -18,6 +18,7 @@ from bench.distributed import Ranks
 from bench.errors import ConfigError
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.registry import MODELS, TASKS
+from bench.environment import environment
 from bench.results.store import Metric
 
 
@@ -28,14 +29,16 @@ class RunResult:
     metrics: list[Metric]
     warnings: list[str] = field(default_factory=list)
     resumed: bool = False  # continued from a resume state
+    environment: dict[str, Any] | None = None  # where it ran (a job's node, not its driver's)
 
     def to_json(self) -> dict[str, Any]:
         return {"metrics": [dataclasses.astuple(m) for m in self.metrics], "warnings": self.warnings,
-                "resumed": self.resumed}
+                "resumed": self.resumed, "environment": self.environment}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> RunResult:
-        return RunResult([Metric(*m) for m in d["metrics"]], list(d["warnings"]), bool(d["resumed"]))
+        return RunResult([Metric(*m) for m in d["metrics"]], list(d["warnings"]), bool(d["resumed"]),
+                         d.get("environment"))
 
 
 class Worker:
@@ -63,9 +66,10 @@ class Worker:
         return bool(pt.external) or all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
 
     def execute(self, run: PretrainRun | FinetuneRun) -> RunResult:
-        if isinstance(run, PretrainRun):
-            return self.pretrain(run)
-        return self.finetune(run, self.by_id[run.pretrain_id])
+        """The run's result, stamped with the environment it ran in (its processes included)."""
+        result = self.pretrain(run) if isinstance(run, PretrainRun) else self.finetune(run, self.by_id[run.pretrain_id])
+        result.environment = environment(processes=self.ranks.world)
+        return result
 
     def pretrain(self, pt: PretrainRun) -> RunResult:
         import torch

@@ -7,6 +7,7 @@ again, which the test checks by counting submissions (submitit leaves one file p
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -89,3 +90,5 @@ def test_a_job_of_two_processes_is_one_ddp_run_that_rank_0_reports(sweep):
     pretrain_job = rows[1]["job_id"]
     assert (jobs / f"{pretrain_job}_0_result.pkl").exists() and (jobs / f"{pretrain_job}_1_result.pkl").exists()
     assert "global_rank=1(2)" in (jobs / f"{pretrain_job}_1_log.out").read_text()
+    # the store says where each run ran: the job's environment, its two processes included
+    assert [json.loads(x["environment"])["processes"] for x in rows] == [2, 2]

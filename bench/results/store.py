@@ -348,8 +348,9 @@ class Store:
 
     # --- writes by the owner ----------------------------------------------------------------
 
-    def finish(self, run_id: str, metrics: list[Metric]) -> None:
-        """Write all of a run's metrics and mark it done, in one transaction (owner only)."""
+    def finish(self, run_id: str, metrics: list[Metric], environment: dict[str, Any] | None = None) -> None:
+        """Write all of a run's metrics and mark it done, in one transaction (owner only);
+        `environment`: where it ran, when that is not where it was claimed (a cluster job)."""
         rows = [(run_id, m.name, _num(m.value), m.step, _num(m.flops), _num(m.wall_s)) for m in metrics]
         with self._tx() as c:
             self._check_owner(c, run_id)
@@ -358,6 +359,9 @@ class Store:
                           rows)
             c.execute("UPDATE runs SET status = 'done', error = NULL, finished_at = ?, owner = NULL WHERE id = ?",
                       (_now(), run_id))
+            if environment is not None:
+                c.execute("UPDATE runs SET environment = ? WHERE id = ?", (json.dumps(environment, sort_keys=True),
+                                                                          run_id))
 
     def fail(self, run_id: str, error: str) -> bool:
         """Mark this process's run failed (no metrics kept). False if it is not ours to fail."""
