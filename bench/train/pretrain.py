@@ -245,12 +245,16 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         state = load_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, plan_key=key) or state
         _restore_rng(state.rng, row_gen, rank)
     resumed_from = state.step
+    rng = RowRandom(row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size)
+
+    def batch_at(step: int) -> dict[str, Any]:
+        """This process's slice of the global batch of `step`."""
+        input_ids = blocks[order.indices(step)[rank * per_rank:][:per_rank]].long()
+        return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "rng": rng}
+
     step_model = model
     if _compile_wanted(compile, accelerator.device.type):
-        probe = order.indices(state.step)[rank * per_rank:][:per_rank]
-        step_model = _compiled(model, blocks[probe].long(), pad_id, row_gen, RowRandom(
-            row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size), accelerator,
-            strict=compile in (True, "true"))
+        step_model = _compiled(model, batch_at(state.step), row_gen, accelerator, strict=compile in (True, "true"))
     pending = sorted(((f, s) for f, s in plan.checkpoint_steps.items() if f not in state.points),
                      key=lambda kv: (kv[1], kv[0]))
     checkpoints = {f: checkpoint_dir(out_dir, f) for f in state.points}
@@ -298,10 +302,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             factor = schedule(elapsed() if timed else state.step + 0.5)  # mid-step: no step wasted at lr 0
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr = base * factor
-            rows = order.indices(state.step)[rank * per_rank:][:per_rank]  # this process's slice of the batch
-            input_ids = blocks[rows].long()
-            batch = {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(),
-                     "rng": RowRandom(row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size)}
+            batch = batch_at(state.step)
             with accelerator.autocast():
                 out = step_model(batch)
             accelerator.backward(out.loss)
@@ -315,22 +316,19 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
             now = elapsed()
             logged = state.step % log_every == 0 or state.step == 1  # step 1: the loss at initialisation
             due = not timed and (state.step >= plan.steps or bool(pending and state.step >= pending[0][1]))
-            local = (signals.received is not None or (timed and now >= plan.time_budget_s)
-                     or (accelerator.is_main_process and resume is not None and state_due())
-                     or bool(timed and pending and now >= pending[0][0] * total))
+            signalled = signals.received is not None  # any process signalled: all save and stop after this step
+            save_due = accelerator.is_main_process and resume is not None and state_due()
+            time_up = timed and now >= plan.time_budget_s  # a time budget: all stop at the same step
+            local = signalled or save_due or time_up or bool(timed and pending and now >= pending[0][0] * total)
             # One process may stop at any step; several agree at steps all of them know are boundaries.
             if not (logged or due or (world == 1 and local)):
                 bar.update(0 if timed else 1)
                 continue
-            read = window.read(accelerator, [
-                signals.received is not None,  # any process signalled: all save and stop after this step
-                accelerator.is_main_process and resume is not None and state_due(),
-                timed and now >= plan.time_budget_s,  # a time budget: all stop at the same step
-            ])
+            read = window.read(accelerator, signalled=signalled, save_due=save_due, time_up=time_up)
             if read.bad_step:  # found at the boundary; the optimiser already applied it, but nothing is saved
                 raise Diverged(read.bad_step, read.bad_what, read.bad_value, state.final, lr, mixed, saved_step())
             state.tokens += read.tokens
-            done = bool(read.control[2]) if timed else state.step >= plan.steps
+            done = read.time_up if timed else state.step >= plan.steps
             if logged or done:
                 state.final = _mean_over_ranks(accelerator, window.pop_means())
                 state.final["lr"] = lr
@@ -344,12 +342,12 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 state.points[frac] = (state.step, plan.flops_at(state.step))
                 if accelerator.is_main_process:
                     checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
-            if read.control[0]:
+            if read.signalled:
                 state.window = window.rows()
                 write_state()
                 raise Interrupted(signals.received or signal.SIGTERM, f"stopped after step {state.step}" + (
                     "; its resume state is saved" if resume is not None else ""))
-            if read.control[1] and not done:
+            if read.save_due and not done:
                 state.window = window.rows()
                 write_state()
     wall = elapsed()
@@ -378,7 +376,9 @@ class _Read:
     """What one boundary read from the device (and agreed over the processes)."""
 
     tokens: int
-    control: list[float]  # per flag: how many processes raised it
+    signalled: bool  # on any process
+    save_due: bool  # on rank 0
+    time_up: bool  # on any process
     bad_step: int = 0  # the first step with a non-finite loss or gradient norm; 0: none
     bad_what: str = ""
     bad_value: float = math.nan
@@ -413,23 +413,23 @@ class _Window:
         found = torch.stack([self._step, torch.where(loss_bad, 1.0, 2.0).double(), torch.where(loss_bad, loss, norm)])
         self._bad = torch.where(first, found, self._bad)
 
-    def read(self, accelerator: Any, flags: list[bool]) -> _Read:
-        """Tokens since the last read (all processes), the first non-finite step, and how many
-        processes raised each of `flags`.
+    def read(self, accelerator: Any, *, signalled: bool, save_due: bool, time_up: bool) -> _Read:
+        """Tokens since the last read (all processes), the first non-finite step, and each flag
+        as raised by any process.
 
         The gradient norm is that of the synchronised gradient, so a non-finite loss on any
         process makes the norm non-finite on all of them at the same step: every process finds
         the same first bad step and stops at the same boundary.
         """
         shared = torch.cat([self._tokens.view(1),
-                            torch.tensor([float(f) for f in flags], dtype=torch.float64).to(self.device)])
+                            torch.tensor([signalled, save_due, time_up], dtype=torch.float64).to(self.device)])
         if accelerator.num_processes > 1:
             shared = accelerator.reduce(shared, reduction="sum")
         values = shared.tolist() + self._bad.tolist()
         self._tokens.zero_()
         bad_step, what, value = int(values[-3]), values[-2], values[-1]
-        return _Read(tokens=int(values[0]), control=values[1:-3], bad_step=bad_step,
-                     bad_what="loss" if round(what) == 1 else "gradient norm", bad_value=value)
+        return _Read(tokens=int(values[0]), signalled=values[1] > 0, save_due=values[2] > 0, time_up=values[3] > 0,
+                     bad_step=bad_step, bad_what="loss" if round(what) == 1 else "gradient norm", bad_value=value)
 
     def pop_means(self) -> dict[str, float]:
         """This window's mean of each metric, and a new window."""
@@ -513,8 +513,8 @@ def _compile_wanted(setting: bool | str, device_type: str) -> bool:
     return setting in (True, "true") or (setting == "auto" and device_type == "cuda")
 
 
-def _compiled(model: torch.nn.Module, input_ids: torch.Tensor, pad_id: int, row_gen: torch.Generator,
-              rng: RowRandom, accelerator: Any, *, strict: bool) -> torch.nn.Module:
+def _compiled(model: torch.nn.Module, batch: dict[str, Any], row_gen: torch.Generator, accelerator: Any, *,
+              strict: bool) -> torch.nn.Module:
     """`torch.compile(model)`, compiled now on one forward and backward of the first batch, with
     every random state and gradient put back as it was, so the run itself is untouched by the
     trial. Where compilation fails: eager with a one-line warning, or (strict) an error."""
@@ -523,7 +523,7 @@ def _compiled(model: torch.nn.Module, input_ids: torch.Tensor, pad_id: int, row_
     compiled_model = torch.compile(model)
     try:
         with accelerator.autocast():
-            out = compiled_model({"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "rng": rng})
+            out = compiled_model(batch)
         accelerator.backward(out.loss)
     except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step is the same computation
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
