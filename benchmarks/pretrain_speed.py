@@ -26,7 +26,7 @@ from tabulate import tabulate
 from bench.registry import MODELS
 from bench.train.flops import default_token_info
 from bench.train.hardware import peak_flops
-from bench.train.pretrain import OptimSettings, make_optimizer, plan_pretraining, pretrain
+from bench.train.pretrain import OptimSettings, mixed_precision, make_optimizer, plan_pretraining, pretrain
 from models.sizes import SIZES
 
 try:  # run as a script from the repository root, or imported as benchmarks.pretrain_speed
@@ -65,7 +65,7 @@ def hf_round(model: torch.nn.Module, optimizer: torch.optim.Optimizer, blocks: t
              batch: int, precision: str) -> tuple[float, float | None]:
     """(s/step, peak MB on a GPU) of `steps` steps of a plain loop over the stock classes."""
     device = blocks.device
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    bf16 = mixed_precision(precision) == "bf16"  # the harness's own rule
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     sync()
@@ -110,7 +110,7 @@ def measure(model: str, size: str, batch: int, seq: int, steps: int, rounds: int
             best["hf"] = min(best.get("hf", (math.inf, None)), hf_round(hf, opt, blocks.to(device), steps, batch,
                                                                         precision))
     executed = ours.flops_per_step(batch, seq, "executed").total
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    bf16 = mixed_precision(precision) == "bf16"  # the harness's own rule
     tf32 = device.type == "cuda"
     peak = (peak_flops(torch.cuda.get_device_name(0), "bf16" if bf16 else ("tf32" if tf32 else "fp32"))
             if device.type == "cuda" else None)

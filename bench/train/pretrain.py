@@ -214,7 +214,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    mixed = _mixed_precision(precision)
+    mixed = mixed_precision(precision)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
     world, rank = accelerator.num_processes, accelerator.process_index
     torch.manual_seed(seed + rank)  # dropout: each process its own stream (rank 0: the 1-process one)
@@ -542,7 +542,8 @@ def _compiled(model: torch.nn.Module, batch: dict[str, Any], row_gen: torch.Gene
     return compiled_model
 
 
-def _mixed_precision(precision: str) -> str:
+def mixed_precision(precision: str) -> str:
+    """accelerate's mixed_precision for a `pretrain.precision` setting: "bf16" or "no"."""
     if precision == "bf16":
         return "bf16"
     if precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
