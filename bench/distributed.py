@@ -7,18 +7,24 @@ that run together (DDP), and rank 0 records the result. The other ranks never wr
 of the results folder.
 
 A failure on one rank must not leave the others waiting in a collective. A rank that fails
-writes its error into the process group's key-value store and leaves; the collective the
+writes its error into the process group's key-value store and exits; the collective the
 others are blocked in then fails at once ("connection closed by peer"), and rank 0 records
-which rank failed and why. Failures every rank sees at the same step (a diverged loss, which
-the pretraining loop agrees on) let the group go on to the next run.
+which rank failed and why. The launcher sends SIGTERM to every other rank as soon as one
+exits; rank 0 holds it off while it records the failure (`launcher_stop_held`). Failures
+every rank sees at the same step (a diverged loss, which the pretraining loop agrees on)
+let the group go on to the next run.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 ERROR_KEY = "bench/error"  # a failed rank's message, in the process group's store
 # How long a rank waits in a collective: rank 0 may wait for runs another `bench run` holds.
@@ -66,12 +72,30 @@ def broadcast(obj: Any, ranks: Ranks) -> Any:
     return box[0]
 
 
-def report_failure(message: str) -> None:
-    """Leave this rank's error where rank 0 will look for it."""
+def fail_and_leave(message: str) -> NoReturn:
+    """This rank failed: leave `message` where rank 0 will look for it, and exit with status 1
+    (which closes this rank's connections, so no peer waits in a collective)."""
     try:
         _store().set(ERROR_KEY, message)
     except Exception:  # noqa: BLE001 - the group may be gone already; the exit says the rest
         pass
+    os._exit(1)
+
+
+@contextmanager
+def launcher_stop_held() -> Iterator[None]:
+    """Rank 0 recording a failure: once one rank exits, the launcher sends SIGTERM to the others
+    (SIGKILL 30 s later), and that signal must not cut the record short. Signals that come
+    meanwhile are dropped: this process is leaving with the failure anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 def peer_failure() -> str | None:

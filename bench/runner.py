@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NoReturn
 
 from bench.config import Experiment, FinetuneSettings
-from bench.distributed import Ranks, broadcast, launched, peer_failure, report_failure
-from bench.executors import JobExecutor, JobFailed, RunJob
+from bench.distributed import Ranks, broadcast, fail_and_leave, launched, launcher_stop_held, peer_failure
 from bench.environment import code_version, environment, git_sha
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
+from bench.executors import JobExecutor, JobFailed, RunJob
 from bench.plan import FinetuneRun, Plan, PretrainRun
-from bench.registry import TASKS
 from bench.preflight import check_results_folder, preflight
+from bench.registry import TASKS
 from bench.results.store import Claim, Store
 from bench.worker import RunResult, Worker, clear_resume_state
 
@@ -169,8 +169,7 @@ class Runner:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # noqa: BLE001 - this rank fails: tell rank 0 why, and leave
-                report_failure(f"rank {self.ranks.rank}: {type(exc).__name__}: {exc}")
-                os._exit(1)  # closes this rank's connections, so no rank waits on it
+                fail_and_leave(f"rank {self.ranks.rank}: {type(exc).__name__}: {exc}")
 
     def _tell(self, command: tuple[str, Any]) -> None:
         """Rank 0 -> the other ranks: ("run", run id) or ("stop", exit code)."""
@@ -301,6 +300,8 @@ class Runner:
         try:
             result = work()
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
+            if self.ranks.distributed and peer_failure():  # the launcher's SIGTERM, sent because a peer failed
+                self._fail_together(run_id, exc)
             self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
         except BenchError as exc:  # a user error: recorded, then reported
@@ -319,14 +320,19 @@ class Runner:
                                  f"Free space on that filesystem, or point --results at another folder, then "
                                  f"re-run to continue.") from None
             if self.ranks.distributed:
-                peer = peer_failure()
-                reason = f"failed on {peer}" if peer else f"failed on rank 0: {type(exc).__name__}: {exc}"
-                self._record_failure(run_id, reason if peer else "".join(traceback.format_exception(exc)))
-                raise BenchError(f"run {run_id} {reason}. With several processes a run that fails on one rank "
-                                 f"stops them all; the failure is recorded and a re-run retries it.") from None
+                self._fail_together(run_id, exc)
             self._fail_and_go_on(run_id, exc)
         else:
             self._record(run, result)
+
+    def _fail_together(self, run_id: str, exc: BaseException) -> NoReturn:
+        """Several processes: a failure on one rank stops them all. Record which rank failed and why."""
+        with launcher_stop_held():
+            peer = peer_failure()
+            reason = f"failed on {peer}" if peer else f"failed on rank 0: {type(exc).__name__}: {exc}"
+            self._record_failure(run_id, reason if peer else "".join(traceback.format_exception(exc)))
+        raise BenchError(f"run {run_id} {reason}. With several processes a run that fails on one rank "
+                         f"stops them all; the failure is recorded and a re-run retries it.") from None
 
     def _record(self, run: PretrainRun | FinetuneRun, result: RunResult) -> None:
         """Write a run's result to the store (one transaction) and count it."""

@@ -45,6 +45,12 @@ class FailOnRank1(BertBackend):
 
 MODELS.add("failonrank1", FailOnRank1, description="test-only", source="test")
 
+if os.environ.get("BENCH_SLOW_RECORD"):  # rank 0 records slowly: the launcher's SIGTERM comes meanwhile
+    import time
+    import bench.runner
+    _peer_failure = bench.runner.peer_failure
+    bench.runner.peer_failure = lambda: (time.sleep(2), _peer_failure())[1]
+
 if os.environ.get("RANK", "0") != "0":
     watched = os.path.realpath(os.environ["BENCH_AUDIT_DIR"])
     log = open(os.environ["BENCH_AUDIT_LOG"], "a", buffering=1)
@@ -109,8 +115,9 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def launch(project: Path, processes: int, results: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
+def launch(project: Path, processes: int, results: str, *extra: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
            "BENCH_AUDIT_DIR": str(project / results), "BENCH_AUDIT_LOG": str(project / f"{results}.rank1-writes")}
     if processes == 1:
         cmd = [sys.executable, "boot.py"]
@@ -162,7 +169,8 @@ def test_two_processes_take_the_same_steps_on_the_same_tokens(project):
 
 def test_a_failure_on_rank_1_stops_both_ranks_and_is_recorded(project):
     started = time.monotonic()
-    done = launch(project, 2, "fail", "--models", "failonrank1")
+    # rank 0 takes 2 s to record the failure: torchrun sends it SIGTERM meanwhile, which must not cut it short
+    done = launch(project, 2, "fail", "--models", "failonrank1", env={"BENCH_SLOW_RECORD": "1"})
     took = time.monotonic() - started
     out = done.stdout + done.stderr
     assert done.returncode != 0, out
