@@ -65,7 +65,7 @@ class Backend(nn.Module):
 
     def loss(self, batch: dict[str, Any]) -> BackendOutput:
         """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token) of this
-        process's rows, and `rng`, a `models._common.RowRandom` whose draws do not depend on how
+        process's rows, and `rng`, a `bench.objectives.RowRandom` whose draws do not depend on how
         the global batch is split over processes (use it for masking and sampling, so that 1 and
         N processes train on the same corrupted examples)."""
         raise NotImplementedError

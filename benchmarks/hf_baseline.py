@@ -16,7 +16,7 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM, ElectraForMaskedLM, ElectraForPreTraining
 
 from bench.backend import TokenInfo
-from models._common import encoder_config, generator_dims
+from bench.objectives import encoder_config, generator_dims
 from models.sizes import SizePreset
 
 

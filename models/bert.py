@@ -5,11 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import ElectraModel
 
-from bench.train import flops
 from bench.backend import Backend, BackendOutput, FlopBreakdown, TokenInfo
-from bench.train.flops import EncoderShape
-from bench.registry import register_model
-from models._common import (
+from bench.objectives import (
     TiedMLMHead,
     build_encoder,
     check_mask_prob,
@@ -22,7 +19,9 @@ from models._common import (
     n_predictions,
     sample_mask_positions,
 )
-from models.sizes import SizePreset
+from bench.objectives import flops
+from bench.objectives.encoders import SizePreset
+from bench.registry import register_model
 
 MASK_FRAC, RANDOM_FRAC = 0.8, 0.1  # of chosen positions; the last 10% stay unchanged
 
@@ -64,7 +63,7 @@ class BertBackend(Backend):
         *, mask_prob: float = 0.15, **_: object,
     ) -> FlopBreakdown:
         """FLOPs of one training step, from the configuration alone (no module built)."""
-        enc = EncoderShape(vocab_size, size.hidden, size.layers, size.heads, size.ffn, size.embedding)
+        enc = flops.encoder_shape(size, vocab_size)
         n_pred = n_predictions(seq_len, mask_prob)
         b, s, c = batch_size, seq_len, convention
         return flops.training_step(c, {
@@ -75,8 +74,7 @@ class BertBackend(Backend):
 
     @staticmethod
     def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
-        enc = EncoderShape(vocab_size, size.hidden, size.layers, size.heads, size.ffn, size.embedding)
-        return flops.encoder_inference_flops(enc, seq_len, convention)
+        return flops.encoder_inference_flops(flops.encoder_shape(size, vocab_size), seq_len, convention)
 
     def flops_per_step(self, batch_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
         return self.analytic_step_flops(self.size, self.tokens.vocab_size, batch_size, seq_len, convention, mask_prob=self.mask_prob)

@@ -12,11 +12,8 @@ import torch.nn.functional as F
 from transformers import ElectraModel
 from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
 
-from bench.train import flops
 from bench.backend import Backend, BackendOutput, FlopBreakdown, TokenInfo
-from bench.train.flops import EncoderShape
-from bench.registry import register_model
-from models._common import (
+from bench.objectives import (
     TiedMLMHead,
     binary_entropy,
     build_encoder,
@@ -34,7 +31,9 @@ from models._common import (
     replace_and_label,
     sample_mask_positions,
 )
-from models.sizes import SizePreset
+from bench.objectives import flops
+from bench.objectives.encoders import SizePreset
+from bench.registry import register_model
 
 MASK_FRAC = 0.85  # of chosen positions -> [MASK]; the other 15% stay (the generator still predicts them)
 
@@ -131,9 +130,8 @@ class ElectraBackend(Backend):
         *, mask_prob: float = 0.15, gen_hidden: int | None = None, **_: object,
     ) -> FlopBreakdown:
         """FLOPs of one training step, from the configuration alone (no module built)."""
-        gh, gheads, gffn = generator_dims(size, gen_hidden)
-        disc = EncoderShape(vocab_size, size.hidden, size.layers, size.heads, size.ffn, size.embedding)
-        gen = EncoderShape(vocab_size, gh, size.layers, gheads, gffn, size.embedding)  # tied: embedding size e
+        disc = flops.encoder_shape(size, vocab_size)
+        gen = flops.generator_shape(size, vocab_size, generator_dims(size, gen_hidden))  # tied: embedding size e
         n_pred = n_predictions(seq_len, mask_prob)
         b, s, c = batch_size, seq_len, convention
         return flops.training_step(c, {
@@ -147,8 +145,7 @@ class ElectraBackend(Backend):
 
     @staticmethod
     def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
-        enc = EncoderShape(vocab_size, size.hidden, size.layers, size.heads, size.ffn, size.embedding)
-        return flops.encoder_inference_flops(enc, seq_len, convention)
+        return flops.encoder_inference_flops(flops.encoder_shape(size, vocab_size), seq_len, convention)
 
     def flops_per_step(self, batch_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
         return self.analytic_step_flops(

@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from transformers import ElectraModel
 
-from bench.train import flops
 from bench.backend import Backend, BackendOutput, FlopBreakdown, TokenInfo
-from bench.train.flops import EncoderShape
+from bench.objectives import build_encoder, check_options, encoder_config, flops
+from bench.objectives.encoders import SizePreset
 from bench.registry import register_model
-from models._common import build_encoder, check_options, encoder_config
-from models.sizes import SizePreset
 
 
 @register_model("scratch")
@@ -38,7 +36,7 @@ class ScratchBackend(Backend):
 
     @staticmethod
     def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:
-        enc = EncoderShape(vocab_size, size.hidden, size.layers, size.heads, size.ffn, size.embedding)
+        enc = flops.encoder_shape(size, vocab_size)
         return flops.encoder_inference_flops(enc, seq_len, convention)
 
     def flops_per_step(self, batch_size: int, seq_len: int, convention: str = "paper") -> FlopBreakdown:

@@ -9,7 +9,7 @@ import torch
 
 from bench.backend import Backend, TokenInfo
 from bench.registry import MODELS
-from models import _common as C
+import bench.objectives as C
 from models.bert import BertBackend
 from models.electra import ElectraBackend
 from models.scratch import ScratchBackend

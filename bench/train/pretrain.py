@@ -26,7 +26,7 @@ import torch
 from bench.backend import CONVENTIONS, Backend
 from bench.errors import ConfigError, DataError, Interrupted, RunFailure
 from bench.train.resume import LoopState, load_state, plan_key, save_state
-from models._common import RowRandom
+from bench.objectives.draws import RowRandom
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.train.schedule import linear_schedule
 from bench.results.store import Metric
