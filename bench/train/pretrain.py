@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
 import shutil
 import signal
 import threading
@@ -27,6 +26,7 @@ from bench.backend import CONVENTIONS, Backend
 from bench.errors import ConfigError, DataError, Interrupted, RunFailure
 from bench.train.resume import LoopState, load_state, plan_key, save_state
 from bench.objectives.draws import RowRandom
+from bench.train.memory import peak_memory_mb, reset_peak_memory
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.train.schedule import linear_schedule
 from bench.results.store import Metric
@@ -261,8 +261,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     bar = tqdm(total=int(total), initial=min(int(state.wall_s if timed else state.step), int(total)), desc=label,
                unit="s" if timed else "step", dynamic_ncols=True,
                disable=not progress or not accelerator.is_main_process)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()  # this run's peak, not the process's (earlier runs in it were larger or smaller)
     lr = 0.0
     start = time.perf_counter()
     last_save, last_save_step, save_cost = start, state.step, 0.0
@@ -363,7 +362,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         series=state.series,
         checkpoints=checkpoints,
         checkpoint_points=state.points,
-        peak_memory_mb=_peak_memory_mb(),
+        peak_memory_mb=peak_memory_mb(),
         mfu=_mfu(achieved, mixed),
         resumed_from_step=resumed_from,
         resume_saves=state.saves,
@@ -549,12 +548,6 @@ def mixed_precision(precision: str) -> str:
     if precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16"
     return "no"
-
-
-def _peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _mfu(achieved_flops_per_s: float, mixed: str) -> float | None:
