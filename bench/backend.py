@@ -1,7 +1,38 @@
-"""The contract every pretraining backend (in `models/`) fulfils.
+"""The contract every pretraining backend fulfils: built-ins in `models/`, plug-ins alike.
 
 A backend is an `nn.Module` built from a size preset and the tokenizer's special ids. The
-harness only ever calls what is declared here: it never knows which objective it trains.
+harness only ever calls what is declared on `Backend` below, and never knows which objective
+it trains. `docs/objectives.md` walks through a complete backend; the parts to build one
+with are in `bench.objectives`.
+
+What the harness calls, in order:
+
+1. `cls(size, tokens, *, seq_len=..., **options)` - the constructor. `options` are the keys
+   of the `[models.NAME]` table in bench.toml; an unknown one must raise `TypeError` (use
+   `bench.objectives.check_options`) and a bad value `ValueError`: with options given, those
+   two become a configuration error naming the table; any other exception (or one raised with
+   no options given) is reported as the backend's own error.
+2. `flops_per_step(batch, seq, convention)` for both `CONVENTIONS` - the budget is matched in
+   one and reported in both; `executed` must equal what `FlopCounterMode` counts on a real step
+   (`bench flops --model NAME --measure` prints the ratio: 1.00).
+3. `forward(batch)` (that is, `loss`) once per step, inside autocast; the optimiser (AdamW)
+   takes every parameter that requires a gradient, and `state_dict()` is the resume state.
+4. `encoder()` at each checkpoint: the `transformers` model `save_pretrained` writes and the
+   fine-tuning runs load (an `ElectraModel` for every built-in).
+5. `inference_flops(seq, convention)` - the encoder's cost at fine-tuning, for the report.
+
+Optional, and used when present: the static methods `analytic_step_flops` and
+`analytic_inference_flops` (the same FLOPs from the configuration alone, so `bench flops` and
+the plan never build a `base`-sized module to count them), `option_names` (listed in errors),
+`pretrains = False` for a control that is never trained.
+
+Metrics: `loss` must be among a backend's metrics. The report and its plots draw these
+names as training curves: `loss`, `mlm_loss`, `gen_loss`, `disc_loss` (and `disc_base_entropy`,
+the loss of a detector that learned nothing, beside `disc_loss`). Any other name (`gen_acc`,
+`mlm_acc`, `copy_prob`, ...) is stored with its step and FLOPs and shown as it is.
+
+Fine-tuning scores come from the task, not the backend: a task entry point is an *instance*
+(`bench.task.Task`) whose `metrics` name what it reports; a model entry point is a *class*.
 """
 
 from __future__ import annotations
@@ -55,13 +86,16 @@ class Backend(nn.Module):
     """Base class of pretraining backends.
 
     Subclasses set `name`/`description`, build their `transformers` modules in `__init__`
-    and implement the four methods below. `pretrains = False` marks a control that is never
-    trained (the `scratch` backend): the harness skips pretraining and saves its encoder as is.
+    (signature: `(size: SizePreset, tokens: TokenInfo, *, seq_len: int = 128, **options)`)
+    and implement `loss`, `flops_per_step`, `inference_flops` and `encoder`. `pretrains = False`
+    marks a control that is never trained (the `scratch` backend): the harness skips
+    pretraining and saves its encoder as is.
     """
 
     name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # one line: what `bench list` shows
     pretrains: ClassVar[bool] = True
+    option_names: ClassVar[tuple[str, ...]] = ()  # the keyword options `[models.NAME]` may set
 
     def loss(self, batch: dict[str, Any]) -> BackendOutput:
         """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token) of this
@@ -85,3 +119,13 @@ class Backend(nn.Module):
     def encoder(self) -> nn.Module:
         """The `transformers` PreTrainedModel to save for fine-tuning (no pretraining head)."""
         raise NotImplementedError
+
+    # Optional: the same FLOPs from the configuration alone (no module built). When a backend
+    # class defines them, `bench flops` and budget planning call these instead of building it.
+    #
+    # @staticmethod
+    # def analytic_step_flops(size: SizePreset, vocab_size: int, batch_size: int, seq_len: int,
+    #                         convention: str = "paper", **options) -> FlopBreakdown: ...
+    # @staticmethod
+    # def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int,
+    #                              convention: str = "paper") -> FlopBreakdown: ...
