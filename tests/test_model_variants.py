@@ -1,0 +1,58 @@
+"""A model registered twice under two names with different options: `[models.X] base = "bert"`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.config import load_experiment
+from bench.errors import ConfigError, UnknownNameError
+from bench.plan import plan_experiment
+from bench.registry import MODELS
+from bench.runner import register_config_tasks
+
+BASE = """
+[run]
+models = ["bert", "bert-mask40"]
+task = "sst2"
+size = "tiny"
+control = ""
+"""
+
+
+@pytest.fixture
+def variants():
+    yield
+    for entry in MODELS.entries():  # only what a test's bench.toml registered, never a built-in
+        if entry.source.startswith("bench.toml [models."):
+            MODELS.remove(entry.name)
+
+
+def _experiment(tmp_path: Path, text: str):
+    path = tmp_path / "bench.toml"
+    path.write_text(text, encoding="utf-8")
+    exp = load_experiment(path)
+    register_config_tasks(exp)
+    return exp
+
+
+def test_a_variant_is_its_base_with_its_own_options_and_its_own_runs(tmp_path, variants):
+    exp = _experiment(tmp_path, BASE + '[models.bert-mask40]\nbase = "bert"\nmask_prob = 0.4\n')
+    plan = plan_experiment(exp)
+    runs = {r.model: r for r in plan.pretrain_runs}
+    assert runs["bert"].options == {} and runs["bert-mask40"].options == {"mask_prob": 0.4}
+    assert runs["bert"].id != runs["bert-mask40"].id
+    entry = next(e for e in MODELS.entries() if e.name == "bert-mask40")
+    assert MODELS.get("bert-mask40") is MODELS.get("bert")
+    assert "bert with mask_prob = 0.4" in entry.description and "bench.toml" in entry.source
+
+
+def test_an_unknown_base_is_a_config_error_with_a_suggestion(tmp_path, variants):
+    with pytest.raises(UnknownNameError, match=r"unknown model 'bret'.*\[models.bert-mask40\].*Did you mean 'bert'"):
+        _experiment(tmp_path, BASE + '[models.bert-mask40]\nbase = "bret"\n')
+
+
+def test_a_variant_may_not_take_a_registered_name(tmp_path, variants):
+    with pytest.raises(ConfigError, match=r"'electra' is already a model \(builtin\)"):
+        _experiment(tmp_path, BASE + '[models.electra]\nbase = "bert"\n')
