@@ -23,20 +23,29 @@ from bench.objectives import flops
 from bench.objectives.encoders import SizePreset
 from bench.registry import register_model
 
-MASK_FRAC, RANDOM_FRAC = 0.8, 0.1  # of chosen positions; the last 10% stay unchanged
+# (share -> [MASK], share -> a random token) of the chosen positions; the rest stay unchanged
+MASKINGS = {
+    "bert": (0.8, 0.1),  # Devlin et al.: 80% [MASK], 10% random, 10% kept
+    "authors": (0.85, 0.0),  # the ELECTRA authors' code for its BERT baseline: 85% [MASK], 15% kept, none random
+}
 
 
 @register_model("bert")
 class BertBackend(Backend):
     name = "bert"
     description = "BERT masked LM: 15% of tokens masked (80/10/10), cross-entropy on the masked positions"
-    option_names = ("mask_prob",)
+    option_names = ("mask_prob", "masking")
 
-    def __init__(self, size: SizePreset, tokens: TokenInfo, *, seq_len: int = 128, mask_prob: float = 0.15, **options) -> None:
+    def __init__(self, size: SizePreset, tokens: TokenInfo, *, seq_len: int = 128, mask_prob: float = 0.15,
+                 masking: str = "bert", **options) -> None:
         super().__init__()
         check_options(self.name, options, self.option_names)
         check_mask_prob(mask_prob)
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {', '.join(repr(k) for k in MASKINGS)}, got {masking!r}")
         self.size, self.tokens, self.seq_len, self.mask_prob = size, tokens, seq_len, mask_prob
+        self.masking = masking
+        self.mask_frac, self.random_frac = MASKINGS[masking]
         # ElectraModel, not BertModel: the same encoder as ELECTRA's discriminator (embedding projection
         # included), so the comparison differs only in the objective
         self.encoder_model = build_encoder(encoder_config(size, tokens))
@@ -49,8 +58,8 @@ class BertBackend(Backend):
         positions, weights = sample_mask_positions(
             input_ids, attention_mask, self.tokens.special_ids, n_pred, mask_prob=self.mask_prob, rng=rng
         )
-        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=MASK_FRAC, random_frac=RANDOM_FRAC,
-                         rng=rng)
+        masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=self.mask_frac,
+                         random_frac=self.random_frac, rng=rng)
         mask = encoder_mask(self.encoder_model.config, attention_mask)
         hidden = self.encoder_model(input_ids=masked, attention_mask=mask).last_hidden_state
         logits = self.mlm_head(gather_positions(hidden, positions))  # masked rows only

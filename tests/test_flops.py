@@ -19,6 +19,7 @@ from bench.train.flops import (
     paper_script_flops,
     steps_for_budget,
 )
+from bench.registry import MODELS
 from models.bert import BertBackend
 from models.electra import ElectraBackend
 from models.scratch import ScratchBackend
@@ -77,6 +78,24 @@ def test_electra_small_preset_paper_flops():
     c = per_step.components
     assert sum(v for k, v in c.items() if k.startswith("generator.")) == pytest.approx(gen, rel=1e-12)
     assert sum(v for k, v in c.items() if k.startswith("discriminator.")) == pytest.approx(disc, rel=1e-12)
+
+
+def test_paper_variants_small_preset():
+    """The ELECTRA paper's section 3.2 variants, in the script's terms (per step, batch 128, seq 128)."""
+    from models.all_tokens_mlm import AllTokensMLMBackend
+    from models.replace_mlm import ReplaceMLMBackend
+
+    gen = PaperTransformer(64, 12, s=128, e=128).train_flops(128, 1)
+    bert = PaperTransformer(256, 12, s=128, e=128).train_flops(128, 1)
+    electra = ElectraBackend.analytic_step_flops(SIZES["small"], 30522, 128, 128, "paper").total
+    for name in ("electra-15", "electra-gdes"):  # the same networks as ELECTRA's
+        assert MODELS.get(name).analytic_step_flops(SIZES["small"], 30522, 128, 128, "paper").total == electra
+    replace = ReplaceMLMBackend.analytic_step_flops(SIZES["small"], 30522, 128, 128, "paper").total
+    assert replace == pytest.approx(gen + bert, rel=1e-12)  # ELECTRA's generator + BERT-Small
+    # All-Tokens MLM: the script's output head with output_frac 1.0 (as its GPT entry) + a 2h copy layer
+    every = PaperTransformer(256, 12, s=128, e=128, output_frac=1.0).train_flops(128, 1)
+    all_tokens = AllTokensMLMBackend.analytic_step_flops(SIZES["small"], 30522, 128, 128, "paper").total
+    assert all_tokens == pytest.approx(gen + every + 2 * 128 * 128 * 2 * 256, rel=1e-12)
 
 
 def test_bert_small_preset_paper_flops():
