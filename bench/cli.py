@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +22,14 @@ from bench.errors import BenchError, Interrupted
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """User errors -> one line and exit 2; SIGINT/SIGTERM -> one line and exit 130/143, no traceback."""
+    """User errors -> one line and exit 2; SIGINT/SIGTERM -> one line and exit 130/143, no traceback.
+
+    Adds `--debug` (or BENCH_DEBUG=1) to the command: a user error then also prints its traceback,
+    and that of the exception behind it (a plug-in's import error, a backend constructor's error).
+    """
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
         old = signal.getsignal(signal.SIGTERM)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupted)  # SIGTERM (SLURM, kill) unwinds like Ctrl-C
@@ -32,6 +37,8 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except BenchError as exc:
             if launched().is_main:  # under a launcher, rank 0 speaks for all
+                if debug:
+                    click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
                 click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
@@ -45,7 +52,8 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, old)
 
-    return wrapper
+    return click.option("--debug", is_flag=True, envvar="BENCH_DEBUG",
+                        help="On an error, also print its traceback (a plug-in's or a backend's included).")(wrapper)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -114,7 +122,7 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     import pandas as pd
 
     from bench.results.report import comparison_table, failed_rows, render, verdict_lines
-    from bench.runner import Runner, register_config_tasks
+    from bench.runner import Runner, register_config_entries
 
     from bench.distributed import init
 
@@ -126,7 +134,7 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         import dataclasses
 
         exp = dataclasses.replace(exp, control=None)
-    register_config_tasks(exp)
+    register_config_entries(exp)
     tasks = _expand_tasks(exp.task, exp.data_dir)
     plan = plan_experiment(exp, curve=curve, epochs=epochs, tasks=tasks)
     say = (lambda s: None) if exp.quiet else click.echo
@@ -268,22 +276,36 @@ def status(results: str, fmt: str, show_all: bool) -> None:
 @main.command(name="list")
 @_friendly
 def list_cmd() -> None:
-    """Show every registered model, task and size preset with a one-line description."""
+    """Show every registered model, task and size preset with a one-line description and its source
+    (builtin, bench.toml, or the plug-in's distribution and version).
+
+    Plug-ins are imported to show their own descriptions; one that cannot be used (it fails to
+    import, or its name is defined twice) is listed as a problem on stderr and the rest is shown.
+    """
     from tabulate import tabulate
 
     from bench.config import load_experiment
     from bench.registry import MODELS, TASKS
-    from bench.runner import register_config_tasks
+    from bench.runner import register_config_entries
     from models.sizes import SIZES
 
+    debug = click.get_current_context().params.get("debug", False)
     if Path("bench.toml").exists():
-        register_config_tasks(load_experiment())
-    click.echo("models:")
-    click.echo(tabulate([(e.name, e.description, e.source) for e in MODELS.entries()], tablefmt="plain"))
-    click.echo("\ntasks:")
-    click.echo(tabulate([(e.name, e.description, e.source) for e in TASKS.entries()], tablefmt="plain"))
+        register_config_entries(load_experiment())
+    problems = []
+    for title, registry in (("models", MODELS), ("tasks", TASKS)):
+        entries = registry.load_plugins()  # a plug-in that fails to import becomes a problem line
+        problems += [e for e in entries if e.problem]
+        rows = [(e.name, "(cannot be used: see the problem below)" if e.problem and e.is_plugin else e.description,
+                 e.source) for e in entries]
+        click.echo(("\n" if title == "tasks" else "") + f"{title}:")
+        click.echo(tabulate(rows, tablefmt="plain"))
     click.echo("\nsize presets:")
     click.echo(tabulate([(s.name, s.description) for s in SIZES.values()], tablefmt="plain"))
+    for e in problems:
+        if debug and e.error is not None:
+            click.echo("".join(traceback.format_exception(e.error)).rstrip("\n"), err=True)
+        click.echo(f"problem: {e.problem}", err=True)
 
 
 @main.command()

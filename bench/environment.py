@@ -57,8 +57,25 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def environment(processes: int = 1) -> dict[str, Any]:
-    """Where a run runs; `processes`: how many train it together (DDP world size)."""
+def plugins_of(plan: Any) -> dict[str, str]:
+    """The plug-ins a plan uses, as they are installed here: {"model:mybert": "mypkg 0.1.0", ...}
+    (the entry point's target when it comes from no distribution)."""
+    from bench.registry import MODELS, TASKS
+
+    out: dict[str, str] = {}
+    for kind, registry, names in (("model", MODELS, [pt.model for pt in plan.pretrain_runs if not pt.external]),
+                                  ("task", TASKS, list(plan.task_names))):
+        for name in names:
+            prov = registry.provenance(name)
+            if prov is not None:
+                out[f"{kind}:{name}"] = (f"{prov['distribution']} {prov['version']}" if prov["distribution"]
+                                         else prov["entry_point"])
+    return out
+
+
+def environment(processes: int = 1, plugins: dict[str, str] | None = None) -> dict[str, Any]:
+    """Where a run runs; `processes`: how many train it together (DDP world size); `plugins`: the
+    plug-ins it uses with their distribution and version (`plugins_of`)."""
     import torch
 
     env: dict[str, Any] = {
@@ -71,6 +88,7 @@ def environment(processes: int = 1) -> dict[str, Any]:
         "git_sha": git_sha(),
         "code_version": code_version(),
         "processes": processes,
+        "plugins": dict(plugins or {}),
     }
     if torch.cuda.is_available():
         env["device"] = torch.cuda.get_device_name(0)

@@ -62,9 +62,9 @@ class RunJob:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        from bench.runner import register_config_tasks
+        from bench.runner import register_config_entries
 
-        register_config_tasks(self.plan.experiment)  # tasks declared in bench.toml, as the driver has them
+        register_config_entries(self.plan.experiment)  # tasks declared in bench.toml, as the driver has them
         runs = {r.id: r for r in (*self.plan.pretrain_runs, *self.plan.finetune_runs)}
         worker = Worker(self.plan, self.data, data_wall_s=self.data_wall_s, ranks=ranks, progress=False)
         return worker.execute(runs[self.run_id]).to_json()

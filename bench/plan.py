@@ -1,7 +1,10 @@
 """Experiment -> the list of runs it needs, each with a stable id.
 
 A run's id is a hash of its canonical spec and the code version, so the same command on the
-same code finds its finished runs in the store and recomputes nothing.
+same code finds its finished runs in the store and recomputes nothing. The code version covers
+the harness and its built-ins; a plug-in's code enters through the spec's `code` field (its
+entry point, distribution, version and source hash: `bench.registry.Registry.code`), so an
+edited or upgraded plug-in makes new runs too.
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ class PretrainRun:
     pretrains: bool = True
     external: str | None = None  # "hf:<id>" or "path:<dir>": an existing checkpoint, not trained here
     identity: dict[str, Any] = field(default_factory=dict)  # the data it runs on (bench.preflight fills it)
+    code: str = ""  # a plug-in backend's code fingerprint (MODELS.code); "" for built-ins
 
     def spec(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = _without_empty_code(dataclasses.asdict(self))
         d["budget"] = dataclasses.asdict(self.budget)
         return d
 
@@ -73,13 +77,21 @@ class FinetuneRun:
     fraction: float  # which checkpoint of the pretraining run (share of its budget)
     settings: dict[str, Any]  # FinetuneConfig fields
     task_data: str = ""  # fingerprint of the task's data files (bench.preflight fills it)
+    code: str = ""  # a plug-in task's code fingerprint (TASKS.code); the backend's is in pretrain_id
 
     def spec(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _without_empty_code(dataclasses.asdict(self))
 
     @property
     def id(self) -> str:
         return run_id("ft", self.spec())
+
+
+def _without_empty_code(spec: dict[str, Any]) -> dict[str, Any]:
+    """Built-ins have no `code` of their own (code_version() covers them): their specs stay as they were."""
+    if not spec.get("code"):
+        spec.pop("code", None)
+    return spec
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
         external = name if name.startswith(EXTERNAL_PREFIXES) else None
         backend = None if external else MODELS.get(name)
         pretrains = bool(backend is not None and getattr(backend, "pretrains", True))
-        options = dict(exp.model_options.get(name, {}))
+        options = {k: v for k, v in exp.model_options.get(name, {}).items() if k != "base"}  # base: an alias's model
         pretrain_runs.append(PretrainRun(
             model=name, size=size.name, budget=budget if pretrains else Budget("flops", 0.0, "0"),
             convention=exp.budget_convention, data=data if not external else {},
@@ -137,7 +149,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
             weight_decay=exp.pretrain.weight_decay, adam_eps=exp.pretrain.adam_eps,
             max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed,
             checkpoint_fractions=fractions if pretrains else (1.0,), precision=exp.pretrain.precision,
-            options=options, pretrains=pretrains, external=external,
+            options=options, pretrains=pretrains, external=external, code="" if external else MODELS.code(name),
         ))
 
     where = exp.config_file or "the defaults"
@@ -151,6 +163,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
                           f"{world} processes of this launch; give a multiple of {world}.")
     settings_by_task = {task: checked_finetune_settings(exp, size, task, epochs=epochs, world=world)
                         for task in task_names}
+    task_code = {task: TASKS.code(task) for task in task_names}
 
     finetune_runs = []
     for pt in pretrain_runs:
@@ -160,7 +173,8 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
             for fraction in points:
                 for seed in range(seeds):
                     finetune_runs.append(FinetuneRun(model=pt.model, size=size.name, task=task, seed=seed,
-                                                     pretrain_id=pt.id, fraction=fraction, settings=settings))
+                                                     pretrain_id=pt.id, fraction=fraction, settings=settings,
+                                                     code=task_code[task]))
     return Plan(exp, size, budget, tuple(task_names), tuple(pretrain_runs), tuple(finetune_runs))
 
 

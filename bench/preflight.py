@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError, DataError, StoreError
+from bench.errors import BenchError, ConfigError, DataError, StoreError
 from bench.plan import Plan, PretrainRun
 from bench.registry import MODELS, TASKS
 
@@ -88,19 +88,41 @@ def check_results_folder(results: Path) -> None:
                          f"folder you can write to.") from None
 
 
+class BackendBuildError(BenchError):
+    """A backend's constructor raised: the backend's own error (its traceback is the `__cause__`)."""
+
+
+def build_backend(pt: PretrainRun, plan: Plan, tokens: Any) -> Any:
+    """The run's backend. A TypeError or ValueError from its constructor is a bad option when
+    [models.NAME] gave options (a ConfigError naming that table); any other failure, and any
+    failure without options, is the backend's own (BackendBuildError, naming where it comes from)."""
+    cls = MODELS.get(pt.model)
+    try:
+        return cls(plan.size, tokens, seq_len=pt.seq_len, **pt.options)
+    except (TypeError, ValueError) as exc:
+        if pt.options:
+            where = plan.experiment.config_file or "bench.toml"
+            raise ConfigError(f"{where}: bad option in [models.{pt.model}]: {exc}") from exc
+        raise _build_error(pt.model, exc) from exc
+    except Exception as exc:  # noqa: BLE001 - the backend's own failure, reported as such
+        raise _build_error(pt.model, exc) from exc
+
+
+def _build_error(model: str, exc: Exception) -> BackendBuildError:
+    text = str(exc).strip()
+    what = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return BackendBuildError(f"backend {model!r} ({MODELS.source(model)}) failed to build: {what}; run with "
+                             f"--debug for the traceback")
+
+
 def check_backend(pt: PretrainRun, plan: Plan, data: Any) -> None:
     """Build the backend once (its options are checked) and make sure the budget buys a step."""
     import torch
 
     from bench.train.pretrain import plan_pretraining
 
-    cls = MODELS.get(pt.model)
-    where = plan.experiment.config_file or "bench.toml"
     with torch.random.fork_rng(devices=[]):  # leave the global RNG as the run will find it
-        try:
-            backend = cls(plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: bad option in [models.{pt.model}]: {exc}") from None
+        backend = build_backend(pt, plan, data.tokens)
     if not pt.pretrains or pt.budget.is_time:
         return
     per_step = backend.flops_per_step(pt.batch_size, pt.seq_len, pt.convention).total

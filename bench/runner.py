@@ -18,12 +18,12 @@ from typing import Any, NoReturn
 
 from bench.config import Experiment, FinetuneSettings
 from bench.distributed import Ranks, broadcast, fail_and_leave, launched, launcher_stop_held, peer_failure
-from bench.environment import code_version, environment, git_sha
+from bench.environment import code_version, environment, git_sha, plugins_of
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.executors import JobExecutor, JobFailed, RunJob
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.preflight import check_results_folder, preflight
-from bench.registry import TASKS
+from bench.registry import MODELS, TASKS
 from bench.results.store import Claim, Store
 from bench.worker import RunResult, Worker, clear_resume_state
 
@@ -45,8 +45,10 @@ class RunSummary:
     wall_s: float = 0.0
 
 
-def register_config_tasks(exp: Experiment) -> None:
-    """Add the tasks declared in bench.toml ([tasks.<name>] with an `adapter`) to the registry."""
+def register_config_entries(exp: Experiment) -> None:
+    """Add what bench.toml declares to the registries: tasks ([tasks.<name>] with an `adapter`)
+    and model variants ([models.<name>] with a `base`)."""
+    register_config_models(exp)
     where = exp.config_file or "bench.toml"
     for name, table in exp.task_settings.items():
         adapter_keys = {k: v for k, v in table.items() if k not in FINETUNE_KEYS}
@@ -63,6 +65,28 @@ def register_config_tasks(exp: Experiment) -> None:
                                   f"or use one of: {', '.join(TASKS.names())}.")
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(adapter_keys))} in [tasks.{name}]; a "
                               f"registered task takes only fine-tuning settings: {', '.join(FINETUNE_KEYS)}.")
+
+
+def register_config_models(exp: Experiment) -> None:
+    """Add the models declared in bench.toml as a registered one under another name with other
+    options (`[models.bert-mask40]` with `base = "bert"`, `mask_prob = 0.4`), so both can be in one table."""
+    where = exp.config_file or "bench.toml"
+    for name, table in exp.model_options.items():
+        if "base" not in table:
+            continue
+        base = table["base"]
+        here = f"[models.{name}] in {where}"
+        if not isinstance(base, str):
+            raise ConfigError(f"{here}: base must be the name of a registered model, got {base!r}.")
+        if base in exp.model_options and "base" in exp.model_options[base]:
+            raise ConfigError(f"{here}: base = {base!r} is itself declared with a base; name a registered model.")
+        cls = MODELS.get(base, where=f"{here}: base")
+        existing = next((e for e in MODELS.entries() if e.name == name), None)
+        if existing is not None and existing.source != f"bench.toml {here}":
+            raise ConfigError(f"{here}: {name!r} is already a model ({existing.source}); give the variant another "
+                              f"name, e.g. [models.{base}-variant].")
+        options = ", ".join(f"{k} = {v!r}" for k, v in table.items() if k != "base")
+        MODELS.add(name, cls, description=f"{base} with {options or 'its defaults'}", source=f"bench.toml {here}")
 
 
 class Runner:
@@ -89,7 +113,7 @@ class Runner:
             check_results_folder(self.results)
             self.store = Store(self.results / DB_NAME)
             self.store.check_integrity()
-        self.env = environment()
+        self.env = environment(plugins=plugins_of(plan))
         self.worker: Worker | None = None  # made by prepare(), with the prepared data
         self.executor: JobExecutor | None = None  # --executor local|slurm: runs become jobs
         self._inflight: dict[str, tuple[PretrainRun | FinetuneRun, str]] = {}  # run id -> (run, job id)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.distributed import Ranks
-from bench.errors import ConfigError
 from bench.plan import FinetuneRun, Plan, PretrainRun
-from bench.registry import MODELS, TASKS
-from bench.environment import environment
+from bench.preflight import build_backend
+from bench.registry import TASKS
+from bench.environment import environment, plugins_of
 from bench.results.store import Metric
 
 
@@ -68,7 +68,7 @@ class Worker:
     def execute(self, run: PretrainRun | FinetuneRun) -> RunResult:
         """The run's result, stamped with the environment it ran in (its processes included)."""
         result = self.pretrain(run) if isinstance(run, PretrainRun) else self.finetune(run, self.by_id[run.pretrain_id])
-        result.environment = environment(processes=self.ranks.world)
+        result.environment = environment(processes=self.ranks.world, plugins=plugins_of(self.plan))
         return result
 
     def pretrain(self, pt: PretrainRun) -> RunResult:
@@ -85,12 +85,8 @@ class Worker:
         data = self.data  # prepared by preflight, before any run was claimed
         data_wall = self.data_wall_s  # what preparing it (or finding it in the cache) took
         tokenizer = load_tokenizer(data.tokenizer_dir)
-        cls = MODELS.get(pt.model)
         torch.manual_seed(pt.seed)
-        try:
-            backend = cls(self.plan.size, data.tokens, seq_len=pt.seq_len, **pt.options)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{self.exp.config_file or 'bench.toml'}: bad option in [models.{pt.model}]: {exc}") from None
+        backend = build_backend(pt, self.plan, data.tokens)  # a bad option or the backend's own error
         flops_budget = None if pt.budget.is_time else pt.budget.value
         out_dir = self.run_dir(pt.id)
 

@@ -10,7 +10,7 @@ from bench.config import load_experiment
 from bench.errors import ConfigError, UnknownNameError
 from bench.plan import plan_experiment
 from bench.registry import MODELS
-from bench.runner import register_config_tasks
+from bench.runner import register_config_entries
 
 BASE = """
 [run]
@@ -33,7 +33,7 @@ def _experiment(tmp_path: Path, text: str):
     path = tmp_path / "bench.toml"
     path.write_text(text, encoding="utf-8")
     exp = load_experiment(path)
-    register_config_tasks(exp)
+    register_config_entries(exp)
     return exp
 
 

@@ -38,7 +38,7 @@ def test_entry_point_plugins_load_lazily(monkeypatch):
     monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "bench.models" else [])
     reg = Registry("model", "bench.models", "models")  # fresh: discovery runs with the fake group
     entry = next(e for e in reg.entries() if e.name == "plugbert")
-    assert entry.obj is None and entry.source == "entry point models.bert:BertBackend"  # not imported yet
+    assert entry.obj is None and entry.source == "plug-in (no distribution)"  # not imported yet
     from models.bert import BertBackend
 
     assert reg.get("plugbert") is BertBackend

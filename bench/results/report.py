@@ -81,7 +81,9 @@ def finetune_frame(store: Store) -> pd.DataFrame:
                # runs with other fine-tuning settings (e.g. --epochs) are other rows, never extra seeds
                "settings": canonical_json(r["spec"].get("settings", {})),
                # runs on other task data (a file edited since) are other rows too
-               "task_data": r["spec"].get("task_data", "")}
+               "task_data": r["spec"].get("task_data", ""),
+               # and runs of another version of a plug-in task's code
+               "task_code": r["spec"].get("code", "")}
         row.update({k: v for k, v in m.items() if k.startswith("metric_")})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -117,7 +119,7 @@ def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
         df.attrs[SEED_SCORES] = {}
         return df
     rows, scores_by_key, glue_by_key = [], {}, {}
-    for _, g in ft.groupby(["pretrain_id", "task", "fraction", "settings", "task_data"], sort=False):
+    for _, g in ft.groupby(["pretrain_id", "task", "fraction", "settings", "task_data", "task_code"], sort=False):
         first = g.iloc[0]
         scores = [float(s) for s in g["score"]]
         rows.append({
