@@ -26,11 +26,16 @@ def random_batch(vocab: int, batch: int, seq: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+def pretraining_models() -> list[str]:
+    """Every registered backend that trains (built-ins and installed plug-ins), `scratch` excepted."""
+    return [e.name for e in MODELS.entries() if getattr(MODELS.get(e.name), "pretrains", True)]
+
+
 def agreement(batch: int, seq: int) -> list[list]:
     rows = []
     for size in ("tiny", "small"):
         preset = SIZES[size]
-        for model in ("electra", "bert"):
+        for model in pretraining_models():
             torch.manual_seed(0)
             backend = MODELS.get(model)(preset, default_token_info(preset.vocab_size), seq_len=seq)
             analytic = backend.flops_per_step(batch, seq, "executed").total
@@ -59,7 +64,7 @@ def per_step_table(batch: int, seq: int) -> list[list]:
     rows = []
     for size in ("tiny", "small", "base"):
         preset = SIZES[size]
-        for model in ("electra", "bert"):
+        for model in pretraining_models():
             cls = MODELS.get(model)
             row = [model, size, f"{batch}x{seq}"]
             for conv in ("paper", "executed"):
