@@ -321,16 +321,25 @@ def list_cmd() -> None:
 @_friendly
 def flops(model: str, size: str, steps: int, batch: int | None, seq: int, convention: str, inference: bool,
           measure: bool, as_json: bool) -> None:
-    """Analytic FLOPs of a backend, per component (the paper's convention or what the code executes)."""
-    from bench.train.flops import flops_report
+    """Analytic FLOPs of a backend, per component (the paper's convention or what the code executes).
+
+    A model's options ([models.NAME] in ./bench.toml, variants with `base` included) apply."""
+    from bench.config import load_experiment
     from bench.registry import MODELS
+    from bench.runner import register_config_entries
+    from bench.train.flops import flops_report
     from models.sizes import get_size
 
+    options: dict[str, Any] = {}
+    if Path("bench.toml").exists():
+        exp = load_experiment()
+        register_config_entries(exp)
+        options = {k: v for k, v in exp.model_options.get(model, {}).items() if k != "base"}
     MODELS.get(model)
     preset = get_size(size)
     batch = batch or preset.pretrain_batch
     rep = flops_report(model, size, steps=steps, batch=batch, seq=seq, convention=convention, inference=inference,
-                       measure=measure)
+                       measure=measure, options=options)
     if as_json:
         click.echo(json.dumps(rep, indent=2, sort_keys=True, default=float))
         return

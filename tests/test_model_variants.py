@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bench.cli import main
 from bench.config import load_experiment
 from bench.errors import ConfigError, UnknownNameError
 from bench.plan import plan_experiment
@@ -56,3 +59,17 @@ def test_an_unknown_base_is_a_config_error_with_a_suggestion(tmp_path, variants)
 def test_a_variant_may_not_take_a_registered_name(tmp_path, variants):
     with pytest.raises(ConfigError, match=r"'electra' is already a model \(builtin\)"):
         _experiment(tmp_path, BASE + '[models.electra]\nbase = "bert"\n')
+
+
+def test_bench_flops_counts_a_variant_with_its_options(tmp_path, monkeypatch, variants):
+    (tmp_path / "bench.toml").write_text(BASE + '[models.bert-mask40]\nbase = "bert"\nmask_prob = 0.4\n',
+                                         encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    def head(model: str) -> float:
+        out = CliRunner().invoke(main, ["flops", "--model", model, "--size", "tiny", "--convention", "executed",
+                                        "--json"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)["components"]["mlm_head"]
+
+    assert head("bert-mask40") > 2.5 * head("bert")  # 51 of 128 positions predicted, not 19

@@ -337,7 +337,7 @@ def analytic_flops(
 
 def flops_report(
     model: str, size: str, *, steps: int, batch: int, seq: int, convention: str, inference: bool,
-    vocab_size: int | None = None, measure: bool = False, measure_batch: int = 4,
+    vocab_size: int | None = None, measure: bool = False, measure_batch: int = 4, options: dict[str, Any] | None = None,
 ) -> dict:
     """What `bench flops` prints: per-component FLOPs and their `total`.
 
@@ -348,7 +348,9 @@ def flops_report(
     """
     preset = get_size(size)
     vocab = vocab_size or preset.vocab_size
-    per = analytic_flops(model, preset, batch=batch, seq=seq, convention=convention, inference=inference, vocab_size=vocab)
+    options = options or {}
+    per = analytic_flops(model, preset, batch=batch, seq=seq, convention=convention, inference=inference,
+                         vocab_size=vocab, **options)
     scale = 1 if inference else steps
     components = {k: v * scale for k, v in per.components.items()}
     report: dict[str, Any] = {
@@ -365,14 +367,15 @@ def flops_report(
         "total": float(sum(components.values())),
     }
     if measure and not inference:
-        report.update(measure_report(model, preset, vocab, batch, seq, min(batch, measure_batch)))
+        report.update(measure_report(model, preset, vocab, batch, seq, min(batch, measure_batch), options))
     return report
 
 
-def measure_report(model: str, preset: SizePreset, vocab: int, batch: int, seq: int, measure_batch: int) -> dict:
+def measure_report(model: str, preset: SizePreset, vocab: int, batch: int, seq: int, measure_batch: int,
+                   options: dict[str, Any] | None = None) -> dict:
     """One real step counted by FlopCounterMode vs the analytic executed FLOPs (per step at `batch`)."""
     tokens = default_token_info(vocab)
-    backend = MODELS.get(model)(preset, tokens, seq_len=seq)
+    backend = MODELS.get(model)(preset, tokens, seq_len=seq, **(options or {}))
     if not backend.pretrains:
         return {}
     g = torch.Generator().manual_seed(0)
