@@ -21,9 +21,8 @@ What the harness calls, in order:
    fine-tuning runs load (an `ElectraModel` for every built-in).
 5. `inference_flops(seq, convention)` - the encoder's cost at fine-tuning, for the report.
 
-Optional, and used when present: the static methods `analytic_step_flops` and
-`analytic_inference_flops` (the same FLOPs from the configuration alone, so `bench flops` and
-the plan never build a `base`-sized module to count them), `option_names` (listed in errors),
+Optional, and used when present: the static methods of `AnalyticFlops` (the same FLOPs from
+the configuration alone, so `bench flops` and the plan never build a `base`-sized module), `option_names` (listed in errors),
 `pretrains = False` for a control that is never trained.
 
 Metrics: `loss` must be among a backend's metrics. The report and its plots draw these
@@ -38,10 +37,13 @@ Fine-tuning scores come from the task, not the backend: a task entry point is an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from models.sizes import SizePreset
 
 CONVENTIONS = ("paper", "executed")
 
@@ -120,12 +122,22 @@ class Backend(nn.Module):
         """The `transformers` PreTrainedModel to save for fine-tuning (no pretraining head)."""
         raise NotImplementedError
 
-    # Optional: the same FLOPs from the configuration alone (no module built). When a backend
-    # class defines them, `bench flops` and budget planning call these instead of building it.
-    #
-    # @staticmethod
-    # def analytic_step_flops(size: SizePreset, vocab_size: int, batch_size: int, seq_len: int,
-    #                         convention: str = "paper", **options) -> FlopBreakdown: ...
-    # @staticmethod
-    # def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int,
-    #                              convention: str = "paper") -> FlopBreakdown: ...
+
+
+@runtime_checkable
+class AnalyticFlops(Protocol):
+    """Optional, on a backend *class*: its FLOPs from the configuration alone (no module built).
+
+    A class with both static methods is an `AnalyticFlops` (`isinstance(cls, AnalyticFlops)`),
+    and `bench flops` and the budget's step count call these instead of building the backend,
+    which for `base` takes seconds and gigabytes. They must agree with `flops_per_step` and
+    `inference_flops` of an instance built with the same options.
+    """
+
+    @staticmethod
+    def analytic_step_flops(size: SizePreset, vocab_size: int, batch_size: int, seq_len: int,
+                            convention: str = "paper", **options: Any) -> FlopBreakdown: ...
+
+    @staticmethod
+    def analytic_inference_flops(size: SizePreset, vocab_size: int, seq_len: int,
+                                 convention: str = "paper") -> FlopBreakdown: ...

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.backend import CONVENTIONS, Backend
+from bench.backend import CONVENTIONS, AnalyticFlops, Backend
 from bench.objectives import RowRandom
 from bench.objectives.flops import measure_step_flops
 from bench.train.flops import default_token_info
@@ -45,6 +45,7 @@ def backend_class(tmp_path_factory):
 
 def test_the_docs_backend_trains_counts_its_flops_and_checks_its_options(backend_class):
     assert issubclass(backend_class, Backend) and backend_class.description
+    assert isinstance(backend_class, AnalyticFlops)  # `bench flops` counts it without building it
     size, tokens = SizePreset(**MICRO), default_token_info(120)
     torch.manual_seed(0)
     backend = backend_class(size, tokens, seq_len=32)

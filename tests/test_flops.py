@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.train import flops
-from bench.backend import FlopBreakdown, TokenInfo
+from bench.backend import AnalyticFlops, FlopBreakdown, TokenInfo
 from bench.train.flops import (
     EncoderShape,
     PaperTransformer,
@@ -201,3 +201,20 @@ def test_default_token_info():
     t = default_token_info(30522)
     assert (t.pad_id, t.unk_id, t.cls_id, t.sep_id, t.mask_id) == (0, 100, 101, 102, 103)
     assert len(set(default_token_info(50).special_ids)) == 5
+
+
+@pytest.mark.parametrize("model", [n for n in MODELS.names() if isinstance(MODELS.get(n), AnalyticFlops)])
+def test_class_flops_agree_with_an_instance(model):
+    """The contract: a backend class's analytic FLOPs (used without building it) equal its instance's."""
+    cls, tok = MODELS.get(model), default_token_info(200)
+    options = {"mask_prob": 0.3} if "mask_prob" in getattr(cls, "option_names", ()) else {}
+    backend = cls(SIZES["tiny"], tok, seq_len=64, **options)
+    for convention in ("paper", "executed"):
+        assert (cls.analytic_step_flops(SIZES["tiny"], 200, 4, 64, convention, **options).total
+                == backend.flops_per_step(4, 64, convention).total), convention
+        assert (cls.analytic_inference_flops(SIZES["tiny"], 200, 64, convention).total
+                == backend.inference_flops(64, convention).total), convention
+
+
+def test_every_built_in_backend_answers_flops_without_being_built():
+    assert all(isinstance(MODELS.get(n), AnalyticFlops) for n in MODELS.names()), MODELS.names()

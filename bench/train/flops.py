@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bench.backend import CONVENTIONS, Backend, FlopBreakdown, TokenInfo
+from bench.backend import CONVENTIONS, AnalyticFlops, Backend, FlopBreakdown, TokenInfo
 from bench.registry import MODELS
 from models.sizes import SizePreset, get_size
 
@@ -320,16 +320,16 @@ def analytic_flops(
 ) -> FlopBreakdown:
     """Per-step (or, with inference, per-sequence forward) FLOPs of a registered backend.
 
-    Uses the backend class's pure `analytic_step_flops` / `analytic_inference_flops` when it
-    has them (instant even for `base`), else builds the module and asks it.
+    Uses the backend class's pure `analytic_step_flops` / `analytic_inference_flops` when it is
+    an `AnalyticFlops` (instant even for `base`), else builds the module and asks it.
     """
     check_convention(convention)
     preset = get_size(size) if isinstance(size, str) else size
     vocab = vocab_size or preset.vocab_size
     cls = MODELS.get(model)
-    if inference and hasattr(cls, "analytic_inference_flops"):
-        return cls.analytic_inference_flops(preset, vocab, seq, convention)
-    if not inference and hasattr(cls, "analytic_step_flops"):
+    if isinstance(cls, AnalyticFlops):
+        if inference:
+            return cls.analytic_inference_flops(preset, vocab, seq, convention)
         return cls.analytic_step_flops(preset, vocab, batch, seq, convention, **options)
     backend = cls(preset, default_token_info(vocab), seq_len=seq, **options)
     return backend.inference_flops(seq, convention) if inference else backend.flops_per_step(batch, seq, convention)
