@@ -334,7 +334,7 @@ def flops(model: str, size: str, steps: int, batch: int | None, seq: int, conven
     if Path("bench.toml").exists():
         exp = load_experiment()
         register_config_entries(exp)
-        options = {k: v for k, v in exp.model_options.get(model, {}).items() if k != "base"}
+        options = exp.backend_options(model)
     MODELS.get(model)
     preset = get_size(size)
     batch = batch or preset.pretrain_batch

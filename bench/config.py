@@ -119,6 +119,10 @@ class Experiment:
             return f"--{key.replace('_', '-')}"
         return self.config_file or "the defaults"
 
+    def backend_options(self, model: str) -> dict[str, Any]:
+        """The keyword options `[models.<model>]` gives the backend (`base` names a variant's model)."""
+        return {k: v for k, v in self.model_options.get(model, {}).items() if k != "base"}
+
     @property
     def data_dir(self) -> Path | None:
         value = self.data or os.environ.get("BENCH_DATA_DIR")

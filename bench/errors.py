@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for one-line errors that wrap another exception."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 class BenchError(Exception):
     """A user-facing error: the message names the problem and the fix."""
 

@@ -140,7 +140,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
         external = name if name.startswith(EXTERNAL_PREFIXES) else None
         backend = None if external else MODELS.get(name)
         pretrains = bool(backend is not None and getattr(backend, "pretrains", True))
-        options = {k: v for k, v in exp.model_options.get(name, {}).items() if k != "base"}  # base: an alias's model
+        options = exp.backend_options(name)
         pretrain_runs.append(PretrainRun(
             model=name, size=size.name, budget=budget if pretrains else Budget("flops", 0.0, "0"),
             convention=exp.budget_convention, data=data if not external else {},

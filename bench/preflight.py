@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, ConfigError, DataError, StoreError
+from bench.errors import BenchError, ConfigError, DataError, StoreError, one_line
 from bench.plan import Plan, PretrainRun
 from bench.registry import MODELS, TASKS
 
@@ -109,9 +109,7 @@ def build_backend(pt: PretrainRun, plan: Plan, tokens: Any) -> Any:
 
 
 def _build_error(model: str, exc: Exception) -> BackendBuildError:
-    text = str(exc).strip()
-    what = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-    return BackendBuildError(f"backend {model!r} ({MODELS.source(model)}) failed to build: {what}; run with "
+    return BackendBuildError(f"backend {model!r} ({MODELS.source(model)}) failed to build: {one_line(exc)}; run with "
                              f"--debug for the traceback")
 
 

@@ -26,7 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
-from bench.errors import BenchError, UnknownNameError
+from bench.errors import BenchError, UnknownNameError, one_line
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ class Entry(Generic[T]):
             try:
                 obj = self.loader()
             except Exception as exc:  # noqa: BLE001 - any failure to import a plug-in is the plug-in's
-                self.problem = (f"{_plugin_origin(self)} failed to load: {_one_line(exc)}. Fix or uninstall "
+                self.problem = (f"{_plugin_origin(self)} failed to load: {one_line(exc)}. Fix or uninstall "
                                 f"{_dist_name(self.ep) or 'it'} (run with --debug for the traceback).")
                 self.error = exc
                 raise PluginError(self.problem) from exc
@@ -233,11 +233,6 @@ def _first_line(obj: Any) -> str:
         if isinstance(text, str) and text.strip():
             return text.strip().splitlines()[0]
     return ""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _qualified(obj: Any) -> str:

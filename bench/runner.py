@@ -81,11 +81,10 @@ def register_config_models(exp: Experiment) -> None:
         if base in exp.model_options and "base" in exp.model_options[base]:
             raise ConfigError(f"{here}: base = {base!r} is itself declared with a base; name a registered model.")
         cls = MODELS.get(base, where=f"{here}: base")
-        existing = next((e for e in MODELS.entries() if e.name == name), None)
-        if existing is not None and existing.source != f"bench.toml {here}":
-            raise ConfigError(f"{here}: {name!r} is already a model ({existing.source}); give the variant another "
+        if name in MODELS and MODELS.source(name) != f"bench.toml {here}":
+            raise ConfigError(f"{here}: {name!r} is already a model ({MODELS.source(name)}); give the variant another "
                               f"name, e.g. [models.{base}-variant].")
-        options = ", ".join(f"{k} = {v!r}" for k, v in table.items() if k != "base")
+        options = ", ".join(f"{k} = {v!r}" for k, v in exp.backend_options(name).items())
         MODELS.add(name, cls, description=f"{base} with {options or 'its defaults'}", source=f"bench.toml {here}")
 
 
