@@ -88,7 +88,10 @@ def main() -> None:
 @click.option("--seeds", type=click.IntRange(min=1), help="Fine-tuning seeds per model and task (default: the preset's, 3).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Override every task's fine-tuning epochs (a quick look).")
 @click.option("--control", help="No-pretraining control added to the comparison (default scratch; `none` to drop).")
-@click.option("--curve", is_flag=True, help="Also fine-tune the checkpoints saved at 1/16..1/2 of the budget.")
+@click.option("--curve", is_flag=True, default=None, help="Also fine-tune the checkpoints saved at 1/16..1/2 of the budget.")
+@click.option("--suite", help="A named experiment (see `bench list`: paper-table1, paper-table5, paper-figure3, "
+              "mask-rate) or a suite file: its models, tasks and options, and the paper's numbers printed beside "
+              "the measured ones. Layered over bench.toml; the other flags override it.")
 @click.option("--results", help="Results folder holding bench.db and run folders (default ./results).")
 @click.option("--data", help="Data folder (overrides $BENCH_DATA_DIR).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Experiment file (default ./bench.toml).")
@@ -111,11 +114,15 @@ def main() -> None:
 @click.option("--processes-per-job", "executor__processes_per_job", type=click.IntRange(min=1),
               help="Processes per job: > 1 makes each job a DDP run (one per GPU).")
 @_friendly
-def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> None:
+def run(config: str | None, epochs: float | None, suite: str | None, **flags: Any) -> None:
     """Pretrain each model on the same FLOP budget, fine-tune over seeds, store and compare.
 
     Runs already done in the results store are skipped, so re-running the same command only
     fills in what is missing (a failed run is retried).
+
+    \b
+    bench run --suite paper-table5 --size tiny --seeds 2   the paper's Table 5 at CPU scale,
+                                                         beside the published numbers
     """
     from bench.config import load_experiment
     from bench.plan import plan_experiment
@@ -129,14 +136,14 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
     ranks = init()  # under torchrun / accelerate launch: join the process group first
     if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
         flags["control"] = ""
-    exp = load_experiment(config, flags)
+    exp = load_experiment(config, flags, suite=suite)
     if exp.control == "":
         import dataclasses
 
         exp = dataclasses.replace(exp, control=None)
     register_config_entries(exp)
     tasks = _expand_tasks(exp.task, exp.data_dir)
-    plan = plan_experiment(exp, curve=curve, epochs=epochs, tasks=tasks)
+    plan = plan_experiment(exp, curve=exp.curve, epochs=epochs, tasks=tasks)
     say = (lambda s: None) if exp.quiet else click.echo
     runner = Runner(plan, progress=not exp.quiet, echo=click.echo, ranks=ranks)
     plan = runner.prepare()  # everything checked, data prepared, before the first step
@@ -159,6 +166,15 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         board = leaderboard(df, pretrain_frame(runner.store))
         click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
         click.echo(leaderboard_caption(board))
+    if exp.suite:  # the paper's numbers beside the measured ones, and whether the ordering agrees
+        from bench.results.paper import suite_lines
+        from bench.results.report import filter_finetune, finetune_frame
+        from bench.suite import load_suite
+
+        ft = filter_finetune(finetune_frame(runner.store), run_ids=[f.id for f in plan.finetune_runs])
+        for line in suite_lines(ft, load_suite(exp.suite), exp.control, exp.budget_convention,
+                                models=[*exp.models, *([exp.control] if exp.control else [])]):
+            click.echo(line)
     extra = "".join(f", {n} {what}" for n, what in ((summary.resumed, "resumed from a resume state"),
                                                      (summary.retried, "retried after a failed or dead attempt"),
                                                      (summary.submitted, "submitted as jobs"),
@@ -171,6 +187,13 @@ def run(config: str | None, epochs: float | None, curve: bool, **flags: Any) -> 
         for f in summary.failed:
             click.echo(f"  {f}", err=True)
         sys.exit(1)
+
+
+def load_suite_checked(name: str) -> Any:
+    """The suite `name` (a ConfigError naming the known suites when there is none)."""
+    from bench.suite import load_suite
+
+    return load_suite(name)
 
 
 def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
@@ -202,9 +225,12 @@ def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
               "no-pretraining control is kept, as it is every budget's baseline.")
 @click.option("--control", default="auto", show_default=True, help="The no-pretraining control to compare against "
               "(auto: the store's model that does not pretrain, e.g. scratch; none: no control claims).")
+@click.option("--suite", help="Also print a suite's section (see `bench list`): its models' scores beside the paper's "
+              "published numbers and whether the ordering agrees (md format). Without --model, only its models.")
 @_friendly
 def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task: tuple[str, ...],
-           model: tuple[str, ...], size: tuple[str, ...], budget: tuple[float, ...], control: str) -> None:
+           model: tuple[str, ...], size: tuple[str, ...], budget: tuple[float, ...], control: str,
+           suite: str | None) -> None:
     """Tables, claims and plots from the results store alone (nothing is recomputed).
 
     \b
@@ -226,6 +252,14 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     if not db.exists():
         raise BenchError(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
     ctrl = None if control.lower() in ("none", "") else control
+    the_suite = None
+    if suite:
+        from bench.config import load_experiment
+
+        the_suite = load_suite_checked(suite)
+        if not model:  # the suite's models and its control
+            exp = load_experiment(suite=suite)
+            model = tuple(exp.models) + ((exp.control,) if exp.control else ())
     with Store(db) as store:
         store.check_integrity()  # a damaged store is an error, never a silently partial report
         rep = build_report(store, tasks=task or None, models=model or None, sizes=size or None,
@@ -239,6 +273,11 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
             written = write_plots(images, plots_dir)
             click.echo(f"wrote {len(written)} plot files to {plots_dir}", err=True)
     text = render_report(rep, fmt, images=images)
+    if the_suite is not None and fmt == "md":
+        from bench.results.paper import suite_lines
+
+        text = text.rstrip("\n") + "\n" + "\n".join(suite_lines(rep.seeds, the_suite, rep.control, rep.convention,
+                                                                models=list(model)))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -302,6 +341,11 @@ def list_cmd() -> None:
         click.echo(tabulate(rows, tablefmt="plain"))
     click.echo("\nsize presets:")
     click.echo(tabulate([(s.name, s.description) for s in SIZES.values()], tablefmt="plain"))
+    from bench.suite import available_suites, load_suite
+
+    click.echo("\nsuites (bench run --suite NAME):")
+    click.echo(tabulate([(n, (su := load_suite(n)).description, su.reproduces) for n in available_suites()],
+                        tablefmt="plain"))
     for e in problems:
         if debug and e.error is not None:
             click.echo("".join(traceback.format_exception(e.error)).rstrip("\n"), err=True)

@@ -101,6 +101,7 @@ class Experiment:
     budget_convention: str = "paper"
     seeds: int | None = None  # fine-tuning seeds; unset = the size preset's default
     control: str | None = "scratch"  # a no-pretraining control added to every comparison
+    curve: bool = False  # also fine-tune the checkpoints at 1/16..1/2 of the budget (a compute curve)
     results: str = "results"
     data: str | None = None  # data dir; unset = $BENCH_DATA_DIR
     quiet: bool = False
@@ -111,6 +112,7 @@ class Experiment:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
+    suite: str | None = None  # the suite (bench/suites/NAME.toml or a path) layered over the config file
     from_cli: tuple[str, ...] = ()  # settings given as flags, so errors can point at the flag
 
     def where(self, key: str) -> str:
@@ -135,11 +137,17 @@ class Experiment:
 
 # Top-level tables of bench.toml -> Experiment fields holding a settings dataclass.
 _SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune", "executor": "executor"}
-_RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "results", "data", "quiet")
+_RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "curve", "results", "data",
+             "quiet")
 
 
-def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Experiment:
-    """Read `path` (default ./bench.toml if present), apply CLI `overrides`, validate."""
+def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | None = None, *,
+                    suite: str | None = None) -> Experiment:
+    """Read `path` (default ./bench.toml if present), layer `suite` over it, apply CLI `overrides`, validate.
+
+    A suite (bench.suite) replaces the keys it sets, table by table ([models.X] and [tasks.X] whole);
+    its errors name the suite's file and line.
+    """
     explicit = path is not None
     path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
     raw: dict[str, Any] = {}
@@ -155,8 +163,19 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
     elif explicit:
         raise ConfigError(f"config file {path} does not exist (given with --config).")
     where = str(path) if text else "built-in defaults"
+    config_file = str(path) if text else None
     kwargs = _experiment_kwargs(raw, text, where)
-    kwargs["config_file"] = str(path) if text else None
+    if suite is not None:
+        from bench.suite import read_suite
+
+        spec, suite_raw, suite_text = read_suite(suite)
+        _experiment_kwargs(suite_raw, suite_text, str(spec.path))  # the suite's own mistakes, with its lines
+        raw = _layer(raw, suite_raw)
+        where = f"{where} + suite {spec.path}" if text else str(spec.path)
+        text = suite_text if not text else ""  # line numbers of a merged table would mislead
+        kwargs = _experiment_kwargs(raw, text, where)
+        kwargs["suite"] = suite
+    kwargs["config_file"] = config_file
     given = tuple(k for k, v in (overrides or {}).items() if v is not None)
     kwargs["from_cli"] = given
     for key, value in (overrides or {}).items():
@@ -174,6 +193,17 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
     exp = Experiment(**kwargs)
     validate(exp, where, text)
     return exp
+
+
+def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top`'s keys over `base`'s, table by table; a [models.X] / [tasks.X] table of `top` replaces base's whole."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for table, values in top.items():
+        if isinstance(values, dict) and isinstance(out.get(table), dict):
+            out[table].update(values)
+        else:
+            out[table] = values
+    return out
 
 
 def _experiment_kwargs(raw: dict[str, Any], text: str, where: str) -> dict[str, Any]:

@@ -68,10 +68,11 @@ SIZES: dict[str, SizePreset] = {
         ),
         SizePreset(
             name="base",
-            description="Base (h768, 12 layers, 12 heads; generator 1/3 width): several GPUs",
+            description="Base (h768, 12 layers, 12 heads, seq 512; generator 1/3 width): several GPUs",
             hidden=768, layers=12, heads=12, ffn=3072, embedding=768,
             gen_hidden=256, gen_heads=4, gen_ffn=1024,
             vocab_size=30522,
+            seq_len=512,  # the paper's Base pretrains on 512-token sequences (Small on 128)
             pretrain_batch=256, pretrain_lr=2e-4, warmup_fraction=0.013, budget_flops=6.4e18,
             finetune_lr=1e-4, finetune_epochs=3, finetune_max_length=128, seeds=3,
         ),
