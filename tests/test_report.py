@@ -218,8 +218,8 @@ def test_pair_claims_interval_and_speedup(store):
     assert main_claim.ci.gap == pytest.approx(0.05)
     assert (main_claim.ci.low, main_claim.ci.high) == (pytest.approx(0.03), pytest.approx(0.07))
     # electra's curve hits bert's best (0.80) exactly at 1/4 of the budget: 4x less compute
-    assert main_claim.a_to_b.a_flops == pytest.approx(BUDGET / 4) and main_claim.a_to_b.ratio == pytest.approx(4.0)
-    assert main_claim.b_to_a.a_flops is None
+    assert main_claim.a_to_b.point.a_flops == pytest.approx(BUDGET / 4) and main_claim.a_to_b.ratio == pytest.approx(4.0)
+    assert main_claim.b_to_a.point.a_flops is None and main_claim.b_to_a.ratio == 0.0
     assert "the claim that electra beats bert holds at this scale" in main_claim.sentence
     assert "1/4 of the compute" in main_claim.sentence
     assert [(c.a, c.b) for c in claims[1:]] == [("electra", "scratch"), ("bert", "scratch")]
@@ -386,8 +386,8 @@ def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
 
     rows = []
     for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):
-        rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, 1e13, 10, 1e13, 5.0, 100.0, 2.0, headline,
-                                       headline, headline, 3])))
+        rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, 1e13, 10, 1e13, 1e13, 0.8e13, 5.0, 100.0, 2.0,
+                                       headline, headline, headline, 3])))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # MRPC's headline is F1 (0.80) but the paper's GLUE score counts its accuracy (0.70)
     df.attrs[GLUE_PAPER] = {_key(rows[0]): 0.30, _key(rows[1]): 0.70, _key(rows[2]): 0.10}

@@ -10,8 +10,8 @@ from fractions import Fraction
 
 import pytest
 
-from bench.results.stats import (GapCI, Speedup, bootstrap_median_gap, claim_sentence, flops_to_reach, gap_distribution,
-                         median_distribution, range_gap, speedup, verdict)
+from bench.results.stats import (Curve, GapCI, Speedup, bootstrap_median_gap, bootstrap_speedups, claim_sentence,
+                                 flops_to_reach, gap_distribution, median_distribution, range_gap, speedup, verdict)
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
@@ -158,15 +158,18 @@ def test_claim_sentence_no_difference_is_honest():
     assert text.endswith(".") and text.count(".") >= 1
 
 
+def _curve(medians, spread=(-0.01, 0.0, 0.01), s_per_flop=7.5e-12):
+    return Curve.of(FLOPS, [[round(m + d, 6) for d in spread] for m in medians], [f * s_per_flop for f in FLOPS])
+
+
 def test_claim_sentence_holds_with_speedup():
     ci = bootstrap_median_gap([0.84, 0.85, 0.86], [0.79, 0.80, 0.81])
-    ab = speedup(FLOPS, [0.70, 0.76, 0.80, 0.83, 0.85], FLOPS, [0.66, 0.70, 0.74, 0.78, 0.80])
-    ba = speedup(FLOPS, [0.66, 0.70, 0.74, 0.78, 0.80], FLOPS, [0.70, 0.76, 0.80, 0.83, 0.85])
-    assert ab.ratio == pytest.approx(4.0)
+    ab, ba = bootstrap_speedups(_curve([0.70, 0.76, 0.80, 0.83, 0.85]), _curve([0.66, 0.70, 0.74, 0.78, 0.80]))
+    assert ab.point.ratio == pytest.approx(4.0)
     text = claim_sentence("electra", "bert", ci, where="sst2", a_to_b=ab, b_to_a=ba)
     assert "the claim that electra beats bert holds at this scale" in text
     assert "electra reaches bert's best score (0.8000" in text and "1/4 of the compute" in text
-    assert "bert never reaches electra's best score (0.8500)" in text
+    assert "bert never reaches electra's best score (0.8500) within its budget" in text
     assert "3 vs 3 seeds" in text
 
 

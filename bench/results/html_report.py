@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench.results.report import (LEVEL, claims_frame, display_frame, leaderboard_caption, render, render_leaderboard)
+from bench.results.stats import MIN_SEEDS_FOR_CLAIM, PAPER_SEEDS
 
 if TYPE_CHECKING:
     from bench.results.plots import PlotImage
@@ -80,14 +81,42 @@ def _claims_list(report: Report) -> str:
     return "<ul class='claims'>" + "".join(items) + "</ul>"
 
 
+def _speedup_cell(rec: dict[str, Any], wall: str, side: str) -> str:
+    """'4.00x (2.38x to 5.28x)', 'withheld' (the claim sentence says why) or '–' (no curves / no wall-clock)."""
+    value, low, high = (rec.get(f"{wall}speedup_{side}{end}") for end in ("", "_low", "_high"))
+    if rec.get(f"speedup_{side}") is None or value is None or value != value:
+        return "–"
+    if rec.get(f"speedup_{side}_withheld"):
+        return "withheld"
+    return f"{'never' if value == 0 else format(value, '.2f') + 'x'} ({low:.2f}x to {high:.2f}x)"
+
+
+def claims_display(claims: list[PairClaim]) -> pd.DataFrame:
+    """The claims frame for people: each speed-up with its interval in one cell, withheld ones marked so."""
+    frame = claims_frame(claims)
+    recs = frame.to_dict("records")
+    speed = [f"{w}speedup_{side}" for side in "ab" for w in ("", "wall_")]
+    extra = [c for c in frame.columns if c.startswith(("speedup_", "wall_speedup_")) and c not in speed]
+    shown = display_frame(frame.drop(columns=extra))
+    for col in speed:
+        wall, side = ("wall_", col[-1]) if col.startswith("wall_") else ("", col[-1])
+        shown[col] = [_speedup_cell(r, wall, side) for r in recs]
+    shown["indicative"] = ["yes" if x else "" for x in frame["indicative"]]
+    return shown
+
+
 def _claims_table(claims: list[PairClaim]) -> str:
     if not claims:
         return ""
-    shown = display_frame(claims_frame(claims))
     note = (f"gap = median score of model_a minus model_b at the full budget; ci = {LEVEL:.0%} percentile-bootstrap "
-            f"interval over fine-tuning seeds; p_a_ahead = share of resamples in which model_a leads; speedup_a = "
-            f"compute model_b spent on its best score / compute model_a needs to match it (from the curves).")
-    return _table(shown) + f"<p class='caption'>{_e(note)}</p>"
+            f"interval over fine-tuning seeds; p_a_ahead = share of resamples in which model_a leads; indicative = "
+            f"a verdict or speed-up from fewer than {MIN_SEEDS_FOR_CLAIM} seeds on a side (the paper takes the "
+            f"median of {PAPER_SEEDS}); flops_ratio_paper / _executed = model_a's pretraining FLOPs / model_b's in "
+            f"each convention; speedup_a = compute model_b spent on its best score / compute model_a needs to "
+            f"match it (from the curves; 0x = never within its budget), wall_speedup_a the same in pretraining "
+            f"wall-clock, each with its {LEVEL:.0%} bootstrap interval over seeds; 'withheld': not claimed, the "
+            f"claim sentence above says why.")
+    return _table(claims_display(claims)) + f"<p class='caption'>{_e(note)}</p>"
 
 
 def _figures(images: list[PlotImage]) -> str:

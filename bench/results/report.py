@@ -4,11 +4,31 @@ The comparison table has one row per model, size, task and pretraining-FLOPs poi
 points included). Claims compare models on the same task and size at the same FLOP budget
 (and each against the no-pretraining control): the median-score gap with a bootstrap interval
 over fine-tuning seeds, and, where compute curves exist, the compute each needs to reach the
-other's best score. Nothing here trains or recomputes a run.
+other's best score, with a bootstrap interval over seeds, in FLOPs and in wall-clock. Nothing
+here trains or recomputes a run.
+
+FLOPs in two conventions. `pretrain_flops` is counted in the convention the budget was matched
+in (`budget_convention`: what "matched FLOPs" means for that row), and the table always shows
+both conventions beside it as well, `pretrain_flops_paper` and `pretrain_flops_executed`, so one
+of the two repeats `pretrain_flops` and neither is ever "the other one" by position. A curve
+point's FLOPs in each convention are its step times the run's per-step cost in that convention
+(the `flops_per_step_*` metrics; stores without them scale the run's totals by steps). When two
+models matched in one convention differ by more than FLOPS_MISMATCH in the other, their claim
+sentence says so with the ratio.
+
+Wall-clock per point (`pretrain_wall_s`) is the checkpoint's own time where the checkpoint series
+records it, else the time at that step interpolated from the timestamps of the logged pretraining
+series (the loop stamps every logging step), else the run's wall time pro rata of steps.
+
+A speed-up is printed with its interval and withheld, saying why, when neither model of the
+pair beats the no-pretraining control at the full budget (where a control is in the comparison:
+the curves then show seed noise), when its interval spans 1x, or when there are no per-seed
+scores to resample.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -16,13 +36,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
-from bench.results.stats import GapCI, Speedup, bootstrap_median_gap, claim_sentence, range_gap, speedup, verdict
+from bench.results.stats import (MIN_SEEDS_FOR_CLAIM, Curve, GapCI, SpeedupCI, bootstrap_median_gap,
+                                 bootstrap_speedups, claim_sentence, claims_made, range_gap, verdict,
+                                 withheld_reasons)
 from bench.results.store import Store, canonical_json
 
-COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_wall_s",
-           "tokens_per_s", "finetune_wall_s", "score_median", "score_min", "score_max", "seeds"]
+COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
+           "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
+           "score_max", "seeds"]
+CONVENTIONS = ("paper", "executed")  # pretrain_flops_<convention>: both always shown beside the budget's
+FLOPS_MISMATCH = 0.05  # matched in one convention, a pair further apart than this in the other is told so
 FORMATS = ("md", "html", "csv", "latex", "json")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 CLAIM_ORDER = ("electra", "bert")  # the paper's claim: earlier names are claimed to beat later ones
@@ -45,12 +71,16 @@ def pretrain_frame(store: Store) -> pd.DataFrame:
         m = store.final_metrics(r["id"])
         spec = r["spec"]
         conv = spec.get("convention", "paper")
-        points = {p.value: (p.step, p.flops) for p in store.series(r["id"], "checkpoint")}
+        ckpts = store.series(r["id"], "checkpoint")
+        walls = _checkpoint_walls(store, r["id"], ckpts, m)
+        points = {p.value: (p.step, p.flops, w) for p, w in zip(ckpts, walls)}  # fraction -> (step, FLOPs, wall)
         rows.append({
             "pretrain_id": r["id"], "model": r["model"], "size": r["size"], "budget_flops": r["budget"],
             "budget_text": spec.get("budget", {}).get("text"), "convention": conv,
             "steps": m.get("steps", 0), "flops": m.get(f"flops_{conv}", 0.0),
             "flops_paper": m.get("flops_paper", 0.0), "flops_executed": m.get("flops_executed", 0.0),
+            "flops_per_step_paper": m.get("flops_per_step_paper", math.nan),
+            "flops_per_step_executed": m.get("flops_per_step_executed", math.nan),
             "wall_s": m.get("wall_s", 0.0), "tokens_per_s": m.get("tokens_per_s", 0.0),
             "params": m.get("params", math.nan), "encoder_params": m.get("encoder_params", math.nan),
             "pretrains": bool(spec.get("pretrains", True)), "external": spec.get("external"),
@@ -58,6 +88,34 @@ def pretrain_frame(store: Store) -> pd.DataFrame:
             "device": r["environment"].get("device"), "started_at": r["started_at"],
         })
     return pd.DataFrame(rows)
+
+
+def wall_at_steps(known: Iterable[tuple[float, float]], steps: Iterable[float]) -> list[float]:
+    """Seconds at each of `steps`, linear between the known (step, seconds) points; the run starts at (0, 0)."""
+    pts = dict([(0.0, 0.0)] + [(float(k), float(w)) for k, w in known])  # a repeated step keeps its last time
+    xs = sorted(pts)
+    return [float(v) for v in np.interp([float(x) for x in steps], xs, [pts[x] for x in xs])]
+
+
+def _checkpoint_walls(store: Store, run_id: str, ckpts: list[Any], m: dict[str, float]) -> list[float]:
+    """Each checkpoint's pretraining wall-clock: as recorded with the checkpoint, else interpolated from the
+    logged series' timestamps and the run's end (steps, wall_s)."""
+    if all(p.wall_s is not None for p in ckpts):
+        return [float(p.wall_s) for p in ckpts]
+    known = [(x.step, x.wall_s) for x in store.series(run_id, "loss") if x.wall_s is not None]
+    if m.get("steps") and m.get("wall_s"):
+        known.append((m["steps"], m["wall_s"]))
+    walls = wall_at_steps(known, [p.step for p in ckpts])
+    return [float(p.wall_s) if p.wall_s is not None else w for p, w in zip(ckpts, walls)]
+
+
+def flops_in(parent: dict[str, Any], step: float, convention: str) -> float:
+    """A point's pretraining FLOPs in `convention`: step x the run's per-step cost, else its total pro rata."""
+    per = parent.get(f"flops_per_step_{convention}")
+    if per is not None and per == per:
+        return float(step) * float(per)
+    total, steps = float(parent.get(f"flops_{convention}") or 0.0), parent.get("steps") or 0
+    return total * float(step) / float(steps) if steps else total
 
 
 def finetune_frame(store: Store) -> pd.DataFrame:
@@ -68,13 +126,14 @@ def finetune_frame(store: Store) -> pd.DataFrame:
         m = store.final_metrics(r["id"])
         parent = pre.get(r["parent_id"], {})
         frac = r["spec"].get("fraction", 1.0)
-        step, flops = (parent.get("points") or {}).get(frac, (None, None))
+        step, flops, wall = (parent.get("points") or {}).get(frac, (None, None, None))
         if step is None:  # no checkpoint series (controls, external checkpoints): the run's totals
-            step, flops = parent.get("steps", 0), parent.get("flops", 0.0)
+            step, flops, wall = parent.get("steps", 0), parent.get("flops", 0.0), parent.get("wall_s", 0.0)
         row = {"run_id": r["id"], "pretrain_id": r["parent_id"], "model": r["model"], "size": r["size"],
                "task": r["task"], "seed": r["seed"], "fraction": frac,
                "budget_flops": parent.get("budget_flops", 0.0), "pretrain_steps": step, "pretrain_flops": flops,
-               "pretrain_wall_s": parent.get("wall_s", 0.0) * (frac if frac < 1 else 1.0),
+               **{f"pretrain_flops_{c}": flops_in(parent, step, c) if parent else 0.0 for c in CONVENTIONS},
+               "pretrain_wall_s": wall,
                "tokens_per_s": parent.get("tokens_per_s", 0.0), "score": m.get("score"),
                "finetune_wall_s": m.get("train_wall_s", 0.0) + m.get("eval_wall_s", 0.0),
                "code_version": r["code_version"],
@@ -125,7 +184,8 @@ def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
             "budget_flops": first["budget_flops"], "pretrain_steps": int(first["pretrain_steps"]),
-            "pretrain_flops": first["pretrain_flops"], "pretrain_wall_s": first["pretrain_wall_s"],
+            "pretrain_flops": first["pretrain_flops"], "pretrain_flops_paper": first["pretrain_flops_paper"],
+            "pretrain_flops_executed": first["pretrain_flops_executed"], "pretrain_wall_s": first["pretrain_wall_s"],
             "tokens_per_s": first["tokens_per_s"], "finetune_wall_s": statistics.median(g["finetune_wall_s"]),
             "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
             "seeds": len(scores),
@@ -197,9 +257,10 @@ def failed_rows(store: Store, pretrain_ids: Iterable[str], finetune_ids: Iterabl
 
 
 def _failed_row(r: dict[str, Any], task: str, reason: str) -> dict[str, Any]:
-    return {"model": r["model"], "size": r["size"], "task": task, "budget_flops": r["budget"],
-            "pretrain_steps": None, "pretrain_flops": None, "pretrain_wall_s": None, "tokens_per_s": None,
-            "finetune_wall_s": None, "score_median": reason, "score_min": None, "score_max": None, "seeds": 0}
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update({"model": r["model"], "size": r["size"], "task": task, "budget_flops": r["budget"],
+                "score_median": reason, "seeds": 0})
+    return row
 
 
 def seed_scores_of(df: pd.DataFrame, row: dict[str, Any]) -> list[float] | None:
@@ -219,26 +280,44 @@ class PairClaim:
     a: str
     b: str
     ci: GapCI
-    a_to_b: Speedup | None  # compute a needs to reach b's best score
-    b_to_a: Speedup | None
+    a_to_b: SpeedupCI | None  # compute a needs to reach b's best score, with its interval
+    b_to_a: SpeedupCI | None
     vs_control: bool
     sentence: str
+    withheld: str | None = None  # why no speed-up of this pair is claimed at all (neither beats the control)
+    flops_ratio: dict[str, float | None] = field(default_factory=dict)  # convention -> a's FLOPs / b's
 
     @property
     def verdict(self) -> str:
         return verdict(self.ci)
 
+    @property
+    def indicative(self) -> bool:
+        """A verdict or speed-up claimed from fewer than MIN_SEEDS_FOR_CLAIM seeds on either side."""
+        seeds = claims_made(self.ci, self.a_to_b, self.b_to_a, self.withheld)
+        return seeds is not None and min(seeds) < MIN_SEEDS_FOR_CLAIM
+
     def record(self) -> dict[str, Any]:
-        """A flat row for tables and JSON."""
-        return {
+        """A flat row for tables and JSON. Speed-ups are b's cost / a's cost (0: never reaches it), with the
+        bootstrap interval, in FLOPs and wall-clock; speedup_*_withheld says why one is not claimed ('' if it is)."""
+        rec: dict[str, Any] = {
             "task": self.task, "size": self.size, "budget_flops": self.budget_flops, "model_a": self.a,
             "model_b": self.b, "gap": self.ci.gap, "ci_low": self.ci.low, "ci_high": self.ci.high,
             "seeds_a": self.ci.n_a, "seeds_b": self.ci.n_b, "p_a_ahead": self.ci.p_greater,
             "verdict": {"better": f"{self.a} better", "worse": f"{self.b} better", "same": "no difference",
                         "unknown": "one seed"}[self.verdict],
-            "speedup_a": self.a_to_b.ratio if self.a_to_b else None,
-            "speedup_b": self.b_to_a.ratio if self.b_to_a else None,
+            "indicative": self.indicative,
+            **{f"flops_ratio_{c}": self.flops_ratio.get(c) for c in CONVENTIONS},
         }
+        reasons = withheld_reasons(self.a_to_b, self.b_to_a, self.withheld)
+        for side, s, why in (("a", self.a_to_b, reasons[0]), ("b", self.b_to_a, reasons[1])):
+            rec.update({f"speedup_{side}": s.ratio if s else None, f"speedup_{side}_low": s.low if s else None,
+                        f"speedup_{side}_high": s.high if s else None,
+                        f"wall_speedup_{side}": s.wall_ratio if s else None,
+                        f"wall_speedup_{side}_low": s.wall_low if s and s.wall else None,
+                        f"wall_speedup_{side}_high": s.wall_high if s and s.wall else None,
+                        f"speedup_{side}_withheld": why or ""})
+        return rec
 
 
 def _claim_rank(model: str) -> tuple[int, str]:
@@ -254,14 +333,30 @@ def _full_budget(df: pd.DataFrame) -> pd.DataFrame:
     return df[top].drop_duplicates(keys, keep="last")
 
 
-def _curve(df: pd.DataFrame, row: dict[str, Any]) -> tuple[list[float], list[float]] | None:
-    """(FLOPs, median score) points of a model's compute curve at one budget, or None with fewer than two."""
+def _curve(df: pd.DataFrame, row: dict[str, Any]) -> Curve | None:
+    """A model's compute curve at one budget with each point's per-seed scores and wall-clock, or None with
+    fewer than two points. Without per-seed scores (a frame read back from a file) each point has its median."""
     pts = df[(df["model"] == row["model"]) & (df["size"] == row["size"]) & (df["task"] == row["task"])
              & (df["budget_flops"] == row["budget_flops"]) & (df["pretrain_flops"] > 0)]
     pts = pts.drop_duplicates("pretrain_flops", keep="last")
     if len(pts) < 2:
         return None
-    return [float(x) for x in pts["pretrain_flops"]], [float(x) for x in pts["score_median"]]
+    recs = pts.to_dict("records")
+    seeds = [seed_scores_of(df, r) or [float(r["score_median"])] for r in recs]
+    walls = [float(r["pretrain_wall_s"]) if r.get("pretrain_wall_s") is not None else None for r in recs]
+    return Curve.of([float(r["pretrain_flops"]) for r in recs], seeds, walls)
+
+
+def _speedups(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any],
+              level: float) -> tuple[SpeedupCI | None, SpeedupCI | None]:
+    """Both directions' speed-ups with their intervals, or (None, None) without two curves."""
+    ca, cb = _curve(df, ra), _curve(df, rb)
+    if ca is None or cb is None:
+        return None, None
+    ab, ba = bootstrap_speedups(ca, cb, level=level)
+    if not df.attrs.get(SEED_SCORES):  # medians only: there was nothing to resample
+        ab, ba = (dataclasses.replace(x, method="no-seeds", n_resamples=0) for x in (ab, ba))
+    return ab, ba
 
 
 def _gap(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float) -> GapCI:
@@ -271,6 +366,42 @@ def _gap(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float)
         return bootstrap_median_gap(sa, sb, level=level)
     return range_gap(ra["score_median"], ra["score_min"], ra["score_max"], int(ra["seeds"]),
                      rb["score_median"], rb["score_min"], rb["score_max"], int(rb["seeds"]))
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or isinstance(v, str) or v != v else float(v)
+
+
+def matched_convention(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+    """The convention `pretrain_flops` is counted in: the one whose column repeats it (paper if both do)."""
+    for r in (ra, rb):
+        for c in CONVENTIONS:
+            x, y = _num(r.get("pretrain_flops")), _num(r.get(f"pretrain_flops_{c}"))
+            if x and y and math.isclose(x, y, rel_tol=1e-9):
+                return c
+    return CONVENTIONS[0]
+
+
+def flops_ratios(ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, float | None]:
+    """a's pretraining FLOPs / b's, per convention (None where either is missing or zero)."""
+    out: dict[str, float | None] = {}
+    for c in CONVENTIONS:
+        x, y = _num(ra.get(f"pretrain_flops_{c}")), _num(rb.get(f"pretrain_flops_{c}"))
+        out[c] = x / y if x and y else None
+    return out
+
+
+def mismatch_note(a: str, b: str, ra: dict[str, Any], rb: dict[str, Any]) -> str:
+    """' (matched in the paper convention, electra executes 0.71x bert's FLOPs)' when the other convention
+    puts the two more than FLOPS_MISMATCH apart; '' otherwise."""
+    matched = matched_convention(ra, rb)
+    other = next(c for c in CONVENTIONS if c != matched)
+    r = flops_ratios(ra, rb)[other]
+    if r is None or abs(r - 1.0) <= FLOPS_MISMATCH:
+        return ""
+    what = f"{a} executes {r:.2f}x {b}'s FLOPs" if other == "executed" else \
+        f"{a} spends {r:.2f}x {b}'s FLOPs as the paper counts them"
+    return f" (matched in the {matched} convention, {what})"
 
 
 def detect_control(pre: pd.DataFrame) -> str | None:
@@ -284,7 +415,11 @@ def detect_control(pre: pd.DataFrame) -> str | None:
 
 
 def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) -> list[PairClaim]:
-    """Every pair of models on the same task, size and FLOP budget, and each trained model vs the control."""
+    """Every pair of models on the same task, size and FLOP budget, and each trained model vs the control.
+
+    Pairs come first, then the control claims; a pair's speed-ups are withheld when the control is in
+    the comparison and neither model beats it at the full budget (their curves then show seed noise).
+    """
     claims: list[PairClaim] = []
     full = _full_budget(df)
     for (task, size), g in full.groupby(["task", "size"], sort=True):
@@ -292,28 +427,32 @@ def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) 
         ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
         trained = sorted((r for r in recs if r["model"] != control and r["budget_flops"] > 0),
                          key=lambda r: (r["budget_flops"], _claim_rank(r["model"])))
-
-        def make(ra: dict[str, Any], rb: dict[str, Any], vs_control: bool) -> PairClaim:
-            ci = _gap(df, ra, rb, level)
-            budget = float(ra["budget_flops"])
-            if vs_control:
-                sentence = claim_sentence(ra["model"], f"the {rb['model']} control", ci, where=f"{task} ({size})",
-                                          at=f"at {budget:.3g} pretraining FLOPs",
-                                          claim=f"the claim that pretraining with {ra['model']} helps")
-                return PairClaim(task, size, budget, ra["model"], rb["model"], ci, None, None, True, sentence)
-            ca, cb = _curve(df, ra), _curve(df, rb)
-            ab = speedup(*ca, *cb) if ca and cb else None
-            ba = speedup(*cb, *ca) if ca and cb else None
-            sentence = claim_sentence(ra["model"], rb["model"], ci, where=f"{task} ({size}, {budget:.3g} FLOPs)",
-                                      a_to_b=ab, b_to_a=ba)
-            return PairClaim(task, size, budget, ra["model"], rb["model"], ci, ab, ba, False, sentence)
+        versus: list[PairClaim] = []
+        for r in trained if ctrl is not None else []:
+            ci = _gap(df, r, ctrl, level)
+            budget = float(r["budget_flops"])
+            sentence = claim_sentence(r["model"], f"the {ctrl['model']} control", ci, where=f"{task} ({size})",
+                                      at=f"at {budget:.3g} pretraining FLOPs",
+                                      claim=f"the claim that pretraining with {r['model']} helps")
+            versus.append(PairClaim(task, size, budget, r["model"], ctrl["model"], ci, None, None, True, sentence))
+        beats = {(c.a, c.budget_flops) for c in versus if c.verdict == "better"}
 
         for i, ra in enumerate(trained):  # the objectives against each other first: that is the claim
             for rb in trained[i + 1:]:
-                if math.isclose(ra["budget_flops"], rb["budget_flops"], rel_tol=1e-6):
-                    claims.append(make(ra, rb, False))
-        if ctrl is not None:
-            claims += [make(r, ctrl, True) for r in trained]
+                if not math.isclose(ra["budget_flops"], rb["budget_flops"], rel_tol=1e-6):
+                    continue
+                a, b, budget = ra["model"], rb["model"], float(ra["budget_flops"])
+                ci = _gap(df, ra, rb, level)
+                ab, ba = _speedups(df, ra, rb, level)
+                withheld = None
+                if ctrl is not None and ab is not None and not {(a, budget), (b, budget)} & beats:
+                    withheld = (f"neither {a} nor {b} beats the {ctrl['model']} control at the full budget, so their "
+                                f"compute curves show seed noise, not a difference in compute")
+                sentence = claim_sentence(a, b, ci, where=f"{task} ({size}, {budget:.3g} FLOPs)", a_to_b=ab,
+                                          b_to_a=ba, withheld=withheld, note=mismatch_note(a, b, ra, rb))
+                claims.append(PairClaim(task, size, budget, a, b, ci, ab, ba, False, sentence, withheld,
+                                        flops_ratios(ra, rb)))
+        claims += versus
     return claims
 
 
@@ -507,11 +646,15 @@ def _fmt_num(v: Any, kind: str) -> str:
     return str(v)
 
 
-DISPLAY_KINDS = {"budget_flops": "flops", "pretrain_flops": "flops", "pretrain_wall_s": "time",
+DISPLAY_KINDS = {"budget_flops": "flops", "pretrain_flops": "flops", "pretrain_flops_paper": "flops",
+                 "pretrain_flops_executed": "flops", "pretrain_wall_s": "time",
                  "finetune_wall_s": "time", "tokens_per_s": "time", "score_median": "score", "score_min": "score",
                  "score_max": "score", "params": "count", "score": "score", "glue_avg": "score",
                  "avg_score": "score", "gap": "score", "ci_low": "score", "ci_high": "score",
-                 "p_a_ahead": "score", "speedup_a": "ratio", "speedup_b": "ratio"}
+                 "p_a_ahead": "score",
+                 **{f"{w}speedup_{side}{end}": "ratio" for w in ("", "wall_") for side in "ab"
+                    for end in ("", "_low", "_high")},
+                 **{f"flops_ratio_{c}": "ratio" for c in CONVENTIONS}}
 
 
 def display_frame(df: pd.DataFrame, *, score_cols: Iterable[str] = ()) -> pd.DataFrame:

@@ -4,6 +4,20 @@ Pure functions over plain sequences of floats, deterministic. With few seeds (th
 3 to 5) the bootstrap distribution of a median is computed exactly, by enumerating every
 resample as a multiset with its multinomial weight, so a test can compute it by hand; with
 many seeds it falls back to a seeded Monte-Carlo bootstrap.
+
+Compute speed-ups ("A reaches B's best score with 1/4 of the compute") get an interval too:
+`bootstrap_speedups` resamples each checkpoint's per-seed scores with replacement, recomputes
+both curves' medians, re-runs `best_point` / `flops_to_reach` and collects the ratio B's cost /
+A's cost, in FLOPs and in wall-clock seconds (seeded Monte Carlo, SPEEDUP_RESAMPLES draws, so
+the same scores always give the same interval). Two conventions inside a resample: A never
+reaching B's best counts as ratio 0 (A would need more than its whole budget), and A already
+there at its first checkpoint counts the first checkpoint's cost, an upper bound on what A
+needs, so that ratio is a lower bound (conservative; when at least alpha/2 of the resamples
+are such lower bounds the interval's upper end is open). `speedup_withheld` says when a speed-up
+must not be claimed: one seed per checkpoint, or an interval that spans 1x.
+
+A claim drawn from fewer than MIN_SEEDS_FOR_CLAIM seeds on either side is flagged as
+indicative only: the paper reports the median of PAPER_SEEDS fine-tuning runs.
 """
 
 from __future__ import annotations
@@ -21,6 +35,9 @@ import numpy as np
 EXACT_MAX_MULTISETS = 50_000  # C(2n-1, n) resamples per side: exact up to 9 seeds
 DEFAULT_RESAMPLES = 20_000
 DEFAULT_SEED = 0
+SPEEDUP_RESAMPLES = 2_000  # Monte-Carlo draws for a speed-up's interval: each re-runs both curves' searches
+PAPER_SEEDS = 10  # the ELECTRA paper reports the median of 10 fine-tuning runs
+MIN_SEEDS_FOR_CLAIM = 5  # below this many seeds on either side, a claim is indicative only
 
 
 @dataclass(frozen=True)
@@ -55,11 +72,76 @@ class Speedup:
     b_flops: float  # the FLOPs at which B reached its best
     a_flops: float | None  # FLOPs A needs (None: A's curve never reaches the target)
     at_first_point: bool  # A was already there at its first checkpoint: a_flops is an upper bound
+    # the same search run over wall-clock seconds per checkpoint fills b_flops / a_flops with seconds
 
     @property
     def ratio(self) -> float | None:
         """b_flops / a_flops: above 1, A needs less compute than B spent on its best."""
         return None if self.a_flops is None or self.a_flops <= 0 else self.b_flops / self.a_flops
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A model's compute curve with its per-seed scores: one entry per checkpoint, in order of FLOPs."""
+
+    flops: tuple[float, ...]
+    seeds: tuple[tuple[float, ...], ...]  # each checkpoint's per-seed scores
+    wall: tuple[float, ...] | None = None  # wall-clock seconds of pretraining at each checkpoint (None: unknown)
+
+    @staticmethod
+    def of(flops: Sequence[float], seeds: Sequence[Sequence[float]],
+           wall: Sequence[float | None] | None = None) -> Curve:
+        """Checkpoints with positive FLOPs and at least one score, sorted; wall kept only if every point has one."""
+        if len(flops) != len(seeds) or (wall is not None and len(wall) != len(flops)):
+            raise ValueError("flops, seeds and wall differ in length")
+        walls = list(wall) if wall is not None else [None] * len(flops)
+        pts = sorted((float(f), tuple(float(x) for x in s if x == x), w) for f, s, w in zip(flops, seeds, walls)
+                     if f and f > 0 and any(x == x for x in s))
+        known = all(w is not None and w == w and w > 0 for _, _, w in pts)  # log interpolation needs seconds > 0
+        return Curve(tuple(f for f, _, _ in pts), tuple(s for _, s, _ in pts),
+                     tuple(float(w) for _, _, w in pts) if known and pts else None)
+
+    @property
+    def medians(self) -> list[float]:
+        return [_clean(statistics.median(s)) for s in self.seeds]
+
+    @property
+    def min_seeds(self) -> int:
+        return min((len(s) for s in self.seeds), default=0)
+
+
+@dataclass(frozen=True)
+class SpeedupCI:
+    """A's compute to reach B's best median score, with a percentile-bootstrap interval over seeds.
+
+    `point` comes from the medians (as `speedup` computes it); low/high are the interval of the ratio
+    B's cost / A's cost over resamples, where 0 stands for "A never reaches it" and a resample in which
+    A is there at its first checkpoint contributes a lower bound. `wall*`: the same in wall-clock seconds.
+    """
+
+    point: Speedup
+    low: float
+    high: float
+    high_open: bool  # >= alpha/2 of resamples are lower bounds (A there at its first point): the top is unknown
+    p_never: float  # share of resamples in which A never reaches B's best
+    p_first: float  # share in which A is already there at its first checkpoint
+    wall: Speedup | None  # None: no wall-clock per checkpoint on one of the curves
+    wall_low: float
+    wall_high: float
+    level: float
+    n_resamples: int
+    seeds_a: int  # fewest seeds at any checkpoint of A's curve
+    seeds_b: int
+    method: str  # "monte-carlo" | "single-seed" (a checkpoint with one seed: no spread) | "no-seeds" (medians only)
+
+    @property
+    def ratio(self) -> float:
+        """The point ratio with "never reaches" as 0, the interval's convention."""
+        return self.point.ratio or 0.0
+
+    @property
+    def wall_ratio(self) -> float | None:
+        return None if self.wall is None else (self.wall.ratio or 0.0)
 
 
 # --- bootstrap ------------------------------------------------------------------------------
@@ -213,11 +295,154 @@ def speedup(a_flops: Sequence[float], a_scores: Sequence[float], b_flops: Sequen
     return Speedup(target=target, b_flops=fb, a_flops=fa, at_first_point=first)
 
 
+def _ratio(s: Speedup) -> float:
+    return s.ratio or 0.0  # never reaching: the conservative 0
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval with the same rule as the gap's: low and high mirror each other."""
+    tail = (1 - level) / 2
+    return (_clean(np.quantile(values, tail, method="inverted_cdf")),
+            _clean(-np.quantile(-values, tail, method="inverted_cdf")))
+
+
+def _resampled_medians(rng: np.random.Generator, curve: Curve, n: int) -> np.ndarray:
+    """(n, checkpoints) medians, each checkpoint's seeds drawn with replacement independently."""
+    cols = []
+    for s in curve.seeds:
+        xs = np.asarray(s, dtype=float)
+        cols.append(np.round(np.median(xs[rng.integers(0, len(xs), size=(n, len(xs)))], axis=1), 12))  # as _clean
+    return np.stack(cols, axis=1)
+
+
+@dataclass(frozen=True)
+class _Searches:
+    """`speedup` run on many rows of medians at once: per row B's best, its cost and A's cost to reach it."""
+
+    target: np.ndarray
+    b_cost: np.ndarray
+    a_cost: np.ndarray  # NaN where A never reaches the target
+    first: np.ndarray  # A there at its first checkpoint (a_cost is then an upper bound)
+    b_wall: np.ndarray | None
+    a_wall: np.ndarray | None
+
+    def ratios(self, wall: bool = False) -> np.ndarray:
+        """B's cost / A's cost per row, 0 where A never reaches B's best."""
+        b, a = (self.b_wall, self.a_wall) if wall else (self.b_cost, self.a_cost)
+        return np.where(np.isnan(a), 0.0, b / np.where(np.isnan(a), 1.0, a))  # type: ignore[operator]
+
+    def speedup(self, row: int, wall: bool = False) -> Speedup:
+        b, a = (self.b_wall, self.a_wall) if wall else (self.b_cost, self.a_cost)
+        cost = float(a[row])  # type: ignore[index]
+        return Speedup(float(self.target[row]), float(b[row]), None if math.isnan(cost) else cost,  # type: ignore
+                       bool(self.first[row]))
+
+
+def _search(x: Curve, mx: np.ndarray, y: Curve, my: np.ndarray) -> _Searches:
+    """Vectorised best_point / flops_to_reach (same rules: cheapest of tied bests, first crossing, linear in
+    log cost) over rows of medians; wall-clock reuses each row's crossing, the checkpoints being in step order."""
+    n = mx.shape[0]
+    rows = np.arange(n)
+    target = my.max(axis=1)
+    ib = np.argmax(my == target[:, None], axis=1)  # the cheapest point among ties
+    hit = mx >= target[:, None]
+    reached, j = hit.any(axis=1), np.argmax(hit, axis=1)
+    first = reached & (j == 0)
+    j0 = np.maximum(j - 1, 0)
+    s0, s1 = mx[rows, j0], mx[rows, j]
+    with np.errstate(divide="ignore", invalid="ignore"):  # rows where j == 0 do not interpolate
+        t = np.where(first | ~reached, 0.0, (target - s0) / (s1 - s0))
+
+    def cost(xs: tuple[float, ...]) -> np.ndarray:
+        lx = np.log10(np.asarray(xs, dtype=float))
+        return np.where(reached, 10 ** (lx[j0] + t * (lx[j] - lx[j0])), np.nan)
+
+    walls = x.wall is not None and y.wall is not None
+    return _Searches(target, np.asarray(y.flops)[ib], cost(x.flops), first,
+                     np.asarray(y.wall)[ib] if walls else None, cost(x.wall) if walls else None)  # type: ignore
+
+
+def bootstrap_speedups(a: Curve, b: Curve, *, level: float = 0.95, n_resamples: int = SPEEDUP_RESAMPLES,
+                       seed: int = DEFAULT_SEED) -> tuple[SpeedupCI, SpeedupCI]:
+    """(A to reach B's best, B to reach A's best), each with its bootstrap interval, in FLOPs and wall-clock.
+
+    Both directions share the same resamples (one draw of every checkpoint's seeds per resample),
+    from numpy's generator seeded with `seed`: the same scores always give the same intervals.
+    """
+    if not a.flops or not b.flops:
+        raise ValueError("both curves need at least one checkpoint")
+    walls = a.wall is not None and b.wall is not None
+    pa, pb = np.asarray([a.medians]), np.asarray([b.medians])
+    points = (_search(a, pa, b, pb), _search(b, pb, a, pa))
+    if min(a.min_seeds, b.min_seeds) < 2:  # nothing to resample: the interval is the point, which says nothing
+        return (_unresampled(points[0], a, b, level), _unresampled(points[1], b, a, level))
+    rng = np.random.default_rng(seed)
+    ma, mb = _resampled_medians(rng, a, n_resamples), _resampled_medians(rng, b, n_resamples)
+    out = []
+    for k, (x, mx, y, my) in enumerate(((a, ma, b, mb), (b, mb, a, ma))):
+        found = _search(x, mx, y, my)
+        r = found.ratios()
+        low, high = _percentiles(r, level)
+        wlow, whigh = _percentiles(found.ratios(wall=True), level) if walls else (math.nan, math.nan)
+        never, first = float(np.mean(r == 0.0)), float(np.mean(found.first))
+        point = points[k].speedup(0)
+        # lower bounds (A there at its first point) in the top tail leave the interval's upper end unknown
+        open_high = first >= (1 - level) / 2 or point.at_first_point
+        out.append(SpeedupCI(point, low, high, open_high, never, first,
+                             points[k].speedup(0, wall=True) if walls else None, wlow, whigh, level, n_resamples,
+                             x.min_seeds, y.min_seeds, "monte-carlo"))
+    return out[0], out[1]
+
+
+def _unresampled(found: _Searches, x: Curve, y: Curve, level: float, method: str = "single-seed") -> SpeedupCI:
+    """A speed-up with no interval (its low = high = the point): speedup_withheld refuses it by `method`."""
+    p = found.speedup(0)
+    w = found.speedup(0, wall=True) if found.a_wall is not None else None
+    wr = _ratio(w) if w is not None else math.nan
+    return SpeedupCI(p, _ratio(p), _ratio(p), True, float(p.a_flops is None), float(p.at_first_point), w, wr, wr,
+                     level, 0, x.min_seeds, y.min_seeds, method)
+
+
+def speedup_withheld(s: SpeedupCI) -> str | None:
+    """Why this speed-up must not be claimed, or None when its interval supports it."""
+    if s.method == "no-seeds":
+        return "the per-seed scores are missing (a table read back from a file), so it has no interval"
+    if s.method == "single-seed":
+        return "one seed per checkpoint gives no spread to put an interval on it"
+    if s.low <= 1.0 <= s.high:
+        first = (f" (in {s.p_first:.0%} of them its first checkpoint already reaches the target, so the curve "
+                 f"cannot say how much less it needs)") if s.high_open else ""
+        return (f"the speed-up's {s.level:.0%} interval over {s.n_resamples} resamples of {s.seeds_a} vs {s.seeds_b} "
+                f"seeds per checkpoint, {_span(s.low, s.high, s.high_open)}{first}, spans 1x")
+    return None
+
+
+def indicative_note(n_a: int, n_b: int) -> str:
+    """'' with enough seeds on both sides; else the flag that the claim is indicative only."""
+    if min(n_a, n_b) >= MIN_SEEDS_FOR_CLAIM:
+        return ""
+    seeds = f"{n_a} seeds" if n_a == n_b else f"{n_a} vs {n_b} seeds"
+    return f"indicative only ({seeds}; the paper takes the median of {PAPER_SEEDS})"
+
+
 # --- sentences ----------------------------------------------------------------------------------
 
 
 def fmt_flops(x: float) -> str:
     return f"{x:.2g}"
+
+
+def _x(ratio: float) -> str:
+    """4.0 -> '4x'; 0 -> '0x' (never reaches)."""
+    return f"{ratio:.3g}x"
+
+
+def _span(low: float, high: float, open_high: bool = False) -> str:
+    """'2.4x to 5.3x'; with an open upper end (lower bounds in the top tail) '0x to at least 11x', or
+    'from 16x, upper end open' when the two ends meet."""
+    if not open_high:
+        return f"{_x(low)} to {_x(high)}"
+    return f"{_x(low)} to at least {_x(high)}" if high > low else f"from {_x(low)}, upper end open"
 
 
 def ratio_phrase(ratio: float) -> str:
@@ -247,17 +472,39 @@ def verdict(ci: GapCI) -> str:
     return "better" if ci.low > 0 else "worse"
 
 
-def speedup_phrase(a: str, b: str, s: Speedup) -> str:
-    """What A needs to reach B's best, in the paper's terms."""
-    if s.a_flops is None:
-        return f"{a} never reaches {b}'s best score ({s.target:.4f}) within its budget"
-    ratio = s.ratio or 0.0
-    if s.at_first_point:
-        return (f"{a} already matches {b}'s best score ({s.target:.4f}, reached with {fmt_flops(s.b_flops)} FLOPs) "
-                f"at its first checkpoint ({fmt_flops(s.a_flops)} FLOPs), i.e. with at most "
-                f"{ratio_phrase(ratio)}")
-    return (f"{a} reaches {b}'s best score ({s.target:.4f}, reached with {fmt_flops(s.b_flops)} FLOPs) with "
-            f"{fmt_flops(s.a_flops)} FLOPs, i.e. {ratio_phrase(ratio)}")
+def _seconds(x: float) -> str:
+    return f"{x:.3g} s"
+
+
+def _wall_phrase(b: str, s: SpeedupCI) -> str:
+    """' and 3.2x in wall-clock (30 s against bert's 96 s; 95% CI 2.5x to 4x)', or why there is none."""
+    w = s.wall
+    if w is None:
+        return ", with no wall-clock time per checkpoint to compare"
+    if w.a_flops is None:
+        return f" but never in wall-clock within its run's time ({s.level:.0%} CI {_span(s.wall_low, s.wall_high)})"
+    first = w.at_first_point or s.high_open
+    return (f" and {'at least ' if w.at_first_point else ''}{_x(s.wall_ratio or 0.0)} in wall-clock "
+            f"({_seconds(w.a_flops)} against {b}'s {_seconds(w.b_flops)}; {s.level:.0%} CI "
+            f"{_span(s.wall_low, s.wall_high, first)})")
+
+
+def speedup_phrase(a: str, b: str, s: SpeedupCI) -> str:
+    """What A needs to reach B's best, in the paper's terms, with its interval in FLOPs and in wall-clock."""
+    p = s.point
+    ci = (f"{s.level:.0%} CI {_span(s.low, s.high, s.high_open)}, {s.n_resamples} resamples of "
+          f"{s.seeds_a} vs {s.seeds_b} seeds per checkpoint")
+    if p.a_flops is None:
+        return (f"{a} never reaches {b}'s best score ({p.target:.4f}) within its budget (it falls short in "
+                f"{s.p_never:.0%} of {s.n_resamples} resamples of {s.seeds_a} vs {s.seeds_b} seeds per checkpoint; "
+                f"{s.level:.0%} CI of the speed-up {_span(s.low, s.high, s.high_open)})")
+    best = f"{b}'s best score ({p.target:.4f}, which {b} reached with {fmt_flops(p.b_flops)} FLOPs)"
+    if p.at_first_point:
+        return (f"{a} already matches {best} at its first checkpoint ({fmt_flops(p.a_flops)} FLOPs), i.e. with at "
+                f"most {ratio_phrase(s.ratio)}: a speed-up of at least {_x(s.ratio)} in FLOPs ({ci})"
+                + _wall_phrase(b, s))
+    return (f"{a} reaches {best} with {fmt_flops(p.a_flops)} FLOPs, i.e. {ratio_phrase(s.ratio)}: a speed-up of "
+            f"{_x(s.ratio)} in FLOPs ({ci})" + _wall_phrase(b, s))
 
 
 def _ahead(who: str, share: float) -> str:
@@ -265,15 +512,19 @@ def _ahead(who: str, share: float) -> str:
 
 
 def claim_sentence(a: str, b: str, ci: GapCI, *, where: str, at: str = "at matched FLOPs",
-                   claim: str | None = None, a_to_b: Speedup | None = None, b_to_a: Speedup | None = None) -> str:
+                   claim: str | None = None, a_to_b: SpeedupCI | None = None, b_to_a: SpeedupCI | None = None,
+                   withheld: str | None = None, note: str = "") -> str:
     """One plain sentence: does A beat B at matched compute here, how sure, and at what compute ratio.
 
     `where` names the setting, e.g. "sst2 (tiny, 3e+13 FLOPs)"; `at` how the two were matched;
-    `claim` what is being tested (default "the claim that A beats B").
+    `claim` what is being tested (default "the claim that A beats B"); `note` follows `at` (e.g. how
+    the two compare in the other FLOP convention); `withheld` is a reason to claim no speed-up at all
+    (e.g. neither model beats the control). A verdict or speed-up drawn from fewer than
+    MIN_SEEDS_FOR_CLAIM seeds on either side ends the sentence flagged as indicative only.
     """
     v = verdict(ci)
     claim = claim or f"the claim that {a} beats {b}"
-    head = f"{where}: {a} vs {b} {at}: {gap_phrase(ci)}"
+    head = f"{where}: {a} vs {b} {at}{note}: {gap_phrase(ci)}"
     if v == "unknown":
         body = f", so this run cannot judge {claim}"
     elif v == "same":
@@ -285,12 +536,45 @@ def claim_sentence(a: str, b: str, ci: GapCI, *, where: str, at: str = "at match
     else:
         body = (f"; the interval excludes 0{_ahead(b, ci.p_less)}, "
                 f"so {claim} does not hold at this scale: {b} is better")
-    if v in ("better", "worse") and min(ci.n_a, ci.n_b) < 3:
-        body += f" (with {min(ci.n_a, ci.n_b)} seeds the interval is rough: more seeds would firm it up)"
-    if a_to_b and b_to_a and a_to_b.at_first_point and b_to_a.at_first_point:
-        extra = ["both reach the other's best score at their first checkpoint, so the curves cannot tell their "
-                 f"compute apart"]
-    else:
-        extra = [speedup_phrase(x, y, s) for x, y, s in ((a, b, a_to_b), (b, a, b_to_a)) if s is not None]
-    tail = ("; " + "; ".join(extra)) if extra else ""
+    extra: list[str] = []
+    if a_to_b is not None and b_to_a is not None:
+        why_ab, why_ba = withheld_reasons(a_to_b, b_to_a, withheld)
+        if why_ab and why_ab == why_ba:  # one reason for the pair: said once
+            extra = [f"no compute speed-up is claimed: {why_ab}"]
+        else:
+            for x, y, s, why in ((a, b, a_to_b, why_ab), (b, a, b_to_a, why_ba)):
+                extra.append(f"no speed-up is claimed for {x} reaching {y}'s best score ({s.point.target:.4f}): {why}"
+                             if why else speedup_phrase(x, y, s))
+    seeds = claims_made(ci, a_to_b, b_to_a, withheld)
+    flag = indicative_note(*seeds) if seeds else ""
+    tail = "".join("; " + e for e in extra + ([flag] if flag else []))
     return head + body + tail + "."
+
+
+BOTH_AT_FIRST = ("both reach the other's best score at their first checkpoint, so the curves cannot tell their "
+                 "compute apart")
+
+
+def withheld_reasons(a_to_b: SpeedupCI | None, b_to_a: SpeedupCI | None,
+                     withheld: str | None = None) -> tuple[str | None, str | None]:
+    """Why each direction's speed-up is not claimed (None: it is): the pair's own reason (e.g. neither
+    beats the control), both at their first checkpoint, or the direction's interval (speedup_withheld)."""
+    if a_to_b is None or b_to_a is None:
+        return "no compute curves", "no compute curves"
+    if withheld:
+        return withheld, withheld
+    if a_to_b.point.at_first_point and b_to_a.point.at_first_point:
+        return BOTH_AT_FIRST, BOTH_AT_FIRST
+    return speedup_withheld(a_to_b), speedup_withheld(b_to_a)
+
+
+def claims_made(ci: GapCI, a_to_b: SpeedupCI | None, b_to_a: SpeedupCI | None,
+                withheld: str | None = None) -> tuple[int, int] | None:
+    """The fewest (a's, b's) seeds behind the claims a sentence makes (a verdict, a speed-up), or None."""
+    seeds = [(ci.n_a, ci.n_b)] if verdict(ci) in ("better", "worse") else []
+    why_ab, why_ba = withheld_reasons(a_to_b, b_to_a, withheld)
+    if a_to_b is not None and why_ab is None:
+        seeds.append((a_to_b.seeds_a, a_to_b.seeds_b))
+    if b_to_a is not None and why_ba is None:
+        seeds.append((b_to_a.seeds_b, b_to_a.seeds_a))  # b_to_a counts b's curve first
+    return (min(n for n, _ in seeds), min(n for _, n in seeds)) if seeds else None
