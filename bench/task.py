@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+
+from bench.errors import ConfigError
 
 FINGERPRINT_BATCH_ROWS = 10_000  # rows converted to Python per step when hashing a loaded split
 
@@ -32,6 +35,21 @@ class TaskSpec:
     # Evaluation splits -> suffix of their metric names: MNLI adds
     # {"dev_mismatched": "_mismatched"}, so it reports accuracy and accuracy_mismatched.
     eval_splits: dict[str, str] = field(default_factory=lambda: {"dev": ""})
+    # Regression only: fine-tuning trains on label / label_scale and multiplies predictions back
+    # before any metric, so metrics stay on the data's scale (STS-B: 5.0, scores 0-5 -> [0, 1], as
+    # the ELECTRA code's RegressionTask does).
+    label_scale: float = 1.0
+    # Pair tasks whose label ignores the pairs' order (MRPC, STS-B): fine-tuning adds every training
+    # pair again with its two texts swapped (the ELECTRA code's double_unordered); eval splits untouched.
+    symmetric_pairs: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.label_scale > 0 and math.isfinite(self.label_scale)):
+            raise ConfigError(f"task {self.name!r}: label_scale = {self.label_scale!r} must be a finite number > 0")
+        if self.label_scale != 1.0 and not self.is_regression:
+            raise ConfigError(f"task {self.name!r}: label_scale applies to regression tasks only (num_labels = 1)")
+        if self.symmetric_pairs and len(self.text_fields) != 2:
+            raise ConfigError(f"task {self.name!r}: symmetric_pairs needs two text fields, not {len(self.text_fields)}")
 
     @property
     def is_regression(self) -> bool:

@@ -224,7 +224,8 @@ SST2 = _glue(
     GlueFormat("SST-2", ("sentence",), "label", class_names=("negative", "positive"), hub_name="sst2"),
 )
 MRPC = _glue(
-    TaskSpec("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), "GLUE MRPC: paraphrase (news)"),
+    TaskSpec("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), "GLUE MRPC: paraphrase (news)",
+             symmetric_pairs=True),  # a paraphrase either way round: train on both orders (ELECTRA's code)
     GlueFormat(
         "MRPC", ("#1 String", "#2 String"), "Quality", class_names=("not_equivalent", "equivalent"), hub_name="mrpc"
     ),
@@ -237,6 +238,8 @@ STSB = _glue(
         ("pearson", "spearmanr"),
         "GLUE STS-B: semantic similarity (regression, 0-5)",
         finetune_overrides={"epochs": 10},
+        label_scale=5.0,  # trained on score / 5 in [0, 1], evaluated on 0-5 (ELECTRA's RegressionTask)
+        symmetric_pairs=True,  # similarity is symmetric: train on both orders
     ),
     GlueFormat("STS-B", ("sentence1", "sentence2"), "score", hub_name="stsb"),
 )

@@ -6,12 +6,16 @@ linear; AdamW (eps 1e-6, no weight decay on biases and LayerNorm); layer-wise le
 decay as in google-research/electra `model/optimization.py`; linear warm-up then linear
 decay to zero at the planned end; gradients clipped to norm 1.0 (also as the ELECTRA code).
 Batches are grouped by length and padded to their longest sequence (about 2x faster on CPU).
+Two data details also follow the ELECTRA code, per task (TaskSpec): regression labels are divided
+by `label_scale` for training (STS-B: 0-5 -> [0, 1]) and predictions multiplied back for metrics;
+`symmetric_pairs` tasks (MRPC, STS-B) train on every pair in both orders.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import math
 import re
 import time
@@ -41,10 +45,9 @@ if TYPE_CHECKING:
 # (0.11x) -> 0.64; lr 2e-3, 600 steps: 0.999994 (0.035x) -> 0.51, the majority class.
 COLLAPSE_COSINE = 0.99
 COLLAPSE_RATIO = 0.25
-COLLAPSE_WARNING = (
-    "encoder collapsed: [CLS] vectors are identical across inputs; pretraining probably diverged "
-    "(learning rate too high?)"
-)
+COLLAPSE_MARK = "[CLS] vectors are nearly identical across inputs"  # in every wording of the collapse warning
+DIVERGED_RISE = 0.1  # diverged: non-finite, or last - min > max(10% of first - min, LOSS_NOISE x first)
+LOSS_NOISE = 0.01  # a logged loss moving less than 1% of the first one is noise: neither falling nor rising
 CLS_PROBE_EXAMPLES = 64
 NO_DECAY = ("LayerNorm", "layer_norm", "bias")  # as ELECTRA's exclude_from_weight_decay
 
@@ -356,6 +359,87 @@ def is_collapsed(cosine: float, reference: float) -> bool:
     return cosine > COLLAPSE_COSINE and (1 - cosine) < COLLAPSE_RATIO * (1 - reference)
 
 
+def read_pretraining_record(source: str | Path) -> dict[str, Any] | None:
+    """The pretraining record (bench.train.pretrain.PRETRAINING_RECORD) in a checkpoint folder;
+    None for a hub id, a folder without one (scratch control, external encoder) or an unreadable one."""
+    from bench.train.pretrain import PRETRAINING_RECORD
+
+    path = Path(source).expanduser() / PRETRAINING_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # a damaged record only loses the warning's diagnosis, never the run
+    return record if isinstance(record, dict) else None
+
+
+def pretraining_diverged(record: dict[str, Any]) -> bool | None:
+    """True: the record's loss diverged (see DIVERGED_RISE); False: it fell by more than noise;
+    None: it cannot tell (fewer than two finite logged losses, or a flat loss)."""
+    if record.get("nonfinite"):
+        return True
+    loss = record.get("loss") or {}
+    first, low, last = loss.get("first"), loss.get("min"), loss.get("last")
+    if record.get("loss_points", 0) < 2 or None in (first, low, last):
+        return None
+    noise = LOSS_NOISE * abs(first)
+    if last - low > max(DIVERGED_RISE * (first - low), noise):
+        return True
+    return False if first - last > noise else None
+
+
+def collapse_warning(cosine: float, reference: float, record: dict[str, Any] | None) -> str:
+    """The collapse warning's text: "diverged" only when the pretraining record says so, "under-trained"
+    when its loss was still falling, else a wording that claims neither. Keeps both cosines."""
+    from bench.train.pretrain import PRETRAINING_RECORD
+
+    numbers = f"(mean pairwise [CLS] cosine {cosine:.6f}; a random init of the same shape: {reference:.6f})"
+    verdict = None if record is None else pretraining_diverged(record)
+    loss = (record or {}).get("loss") or {}
+    if record is not None and record.get("nonfinite"):
+        return (f"encoder collapsed: {COLLAPSE_MARK}; pretraining diverged: its logged loss became non-finite; "
+                f"learning rate too high? {numbers}")
+    if verdict:
+        path = (f"never fell by more than {LOSS_NOISE:.0%} from its first value {loss['first']:.4g} and ended at "
+                f"{loss['last']:.4g}" if loss["first"] - loss["min"] <= LOSS_NOISE * abs(loss["first"]) else
+                f"went from {loss['first']:.4g} down to {loss['min']:.4g} (step {loss['min_step']}) and back up "
+                f"to {loss['last']:.4g}")
+        return (f"encoder collapsed: {COLLAPSE_MARK}; pretraining diverged: its loss {path} (step "
+                f"{loss['last_step']}); learning rate too high? {numbers}")
+    if verdict is False:
+        steps = (record or {}).get("steps", loss["last_step"])
+        return (f"encoder under-trained: {COLLAPSE_MARK} while the pretraining loss was still falling "
+                f"({loss['first']:.4g} -> {loss['last']:.4g} over {steps} steps); a larger budget trains it further "
+                f"{numbers}")
+    points = 0 if record is None else record.get("loss_points", 0)
+    why = (f"no {PRETRAINING_RECORD} beside the checkpoint tells which" if record is None else
+           f"its {PRETRAINING_RECORD} ({points} logged loss value{'s' if points != 1 else ''}, neither falling nor "
+           f"rising) cannot tell which")
+    return (f"encoder collapsed: {COLLAPSE_MARK}, far more alike than in a random init (an under-trained encoder "
+            f"or a diverged pretraining; {why}) {numbers}")
+
+
+def training_set(task: Task, data_dir: Path | None, cfg: FinetuneConfig, seed: int) -> datasets.Dataset:
+    """The rows fine-tuning trains on: the train split, subsampled to cfg.max_train_examples (with
+    `seed`), then for spec.symmetric_pairs every kept pair again with its texts swapped, and
+    regression labels divided by spec.label_scale."""
+    import datasets
+
+    spec = task.spec
+    ds = task.load("train", data_dir)
+    if cfg.max_train_examples and cfg.max_train_examples < len(ds):
+        rng = np.random.default_rng(seed)
+        ds = ds.select(np.sort(rng.choice(len(ds), cfg.max_train_examples, replace=False)))
+    if spec.symmetric_pairs and len(ds):  # after subsampling, so both orders of each kept pair are trained on
+        a, b = spec.text_fields
+        swapped = ds.rename_columns({a: b, b: a}).select_columns(ds.column_names)
+        ds = datasets.concatenate_datasets([ds, swapped])
+    if spec.is_regression and spec.label_scale != 1.0:
+        feature = ds.features["label"]
+        labels = np.asarray(ds["label"][:], dtype=np.float64) / spec.label_scale
+        ds = ds.remove_columns("label").add_column("label", labels.tolist(), feature=feature)
+    return ds
+
+
 def finetune(
     source: str | Path,
     task: Task,
@@ -400,10 +484,7 @@ def finetune(
         raise ConfigError(
             f"fine-tuning max_length = {cfg.max_length} exceeds the encoder's max_position_embeddings ({max_positions})"
         )
-    train_ds = task.load("train", data_dir)
-    if cfg.max_train_examples and cfg.max_train_examples < len(train_ds):
-        rng = np.random.default_rng(seed)
-        train_ds = train_ds.select(np.sort(rng.choice(len(train_ds), cfg.max_train_examples, replace=False)))
+    train_ds = training_set(task, data_dir, cfg, seed)
     if len(train_ds) == 0:
         raise DataError(f"task {spec.name!r}: the train split is empty")
     eval_sets = {split: task.load(split, data_dir) for split in spec.eval_splits}
@@ -449,10 +530,7 @@ def finetune(
     if cosine > COLLAPSE_COSINE:
         reference = random_init_cls_cosine(encoder.config, probe, seed)
         if is_collapsed(cosine, reference):
-            warnings.append(
-                f"{COLLAPSE_WARNING} (mean pairwise [CLS] cosine {cosine:.6f}; a random init of the same "
-                f"shape: {reference:.6f})"
-            )
+            warnings.append(collapse_warning(cosine, reference, read_pretraining_record(source)))
 
     # --- train ---
     t0 = time.perf_counter()
@@ -495,6 +573,8 @@ def finetune(
     metrics: dict[str, float] = {}
     for (split, suffix), loader in zip(spec.eval_splits.items(), eval_loaders):
         predictions, references = _predict(model, loader, spec.is_regression, accelerator)
+        if spec.is_regression:
+            predictions = predictions * spec.label_scale  # back to the data's scale: metrics never see the training one
         for name, value in task.compute_metrics(predictions, references).items():
             metrics[name + suffix] = float(value)
     eval_wall_s = time.perf_counter() - t0

@@ -340,7 +340,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 frac, _ = pending.pop(0)
                 state.points[frac] = (state.step, plan.flops_at(state.step))
                 if accelerator.is_main_process:
-                    checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac), save)
+                    record = pretraining_record(state.series, state.step, plan)  # read by fine-tuning's warning
+                    checkpoints[frac] = atomic_save(accelerator.unwrap_model(model), checkpoint_dir(out_dir, frac),
+                                                    save, record=record)
             if read.signalled:
                 state.window = window.rows()
                 write_state()
@@ -493,13 +495,43 @@ class Diverged(RunFailure):
         self.step = step
 
 
-def atomic_save(model: Backend, target: Path, save: Callable[[torch.nn.Module, Path], None]) -> Path:
+PRETRAINING_RECORD = "pretraining.json"  # beside each saved checkpoint: its pretraining's steps and loss
+RECORD_POINTS = 32  # the loss series in the record is downsampled to at most this many logged points
+
+
+def pretraining_record(series: list[Metric], step: int, plan: PretrainPlan) -> dict[str, Any]:
+    """A checkpoint's pretraining in brief (JSON-ready): steps done and planned, and the logged
+    `loss` series (first, min and last values, a downsampled series, whether any was non-finite).
+
+    Fine-tuning reads it to tell an under-trained encoder (loss still falling) from a diverged one.
+    """
+    points = [(m.step, m.value) for m in series if m.name == "loss" and m.step is not None]
+    finite = [(s, float(v)) for s, v in points if math.isfinite(v)]
+    record: dict[str, Any] = {"format": 1, "steps": step, "planned_steps": plan.steps or None,
+                              "time_budget_s": plan.time_budget_s, "loss_points": len(points),
+                              "nonfinite": len(finite) < len(points)}
+    if finite:
+        low = min(finite, key=lambda p: p[1])
+        record["loss"] = {"first": finite[0][1], "first_step": finite[0][0], "min": low[1], "min_step": low[0],
+                          "last": finite[-1][1], "last_step": finite[-1][0]}
+        keep = sorted({round(i * (len(finite) - 1) / (RECORD_POINTS - 1)) for i in range(RECORD_POINTS)})
+        record["loss_series"] = [list(finite[i]) for i in keep]  # [step, loss], first and last included
+    return record
+
+
+def atomic_save(model: Backend, target: Path, save: Callable[[torch.nn.Module, Path], None], *,
+                record: dict[str, Any] | None = None) -> Path:
     """Write into a temporary folder unique to this writer and rename: no half checkpoint is ever
-    left behind, and two writers never share a temporary folder."""
+    left behind, and two writers never share a temporary folder. `record` (pretraining_record)
+    goes into the same folder as PRETRAINING_RECORD; without one (no pretraining) none is written."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         save(model.encoder(), tmp)
+        if record is not None:
+            import json  # only here: the one JSON file this module writes
+
+            (tmp / PRETRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     finally:
