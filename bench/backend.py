@@ -7,16 +7,18 @@ with are in `bench.objectives`.
 
 What the harness calls, in order:
 
-1. `cls(size, tokens, *, seq_len=..., **options)` - the constructor. `options` are the keys
-   of the `[models.NAME]` table in bench.toml; an unknown one must raise `TypeError` (use
+1. `cls(size, tokens, *, seq_len=..., **options)` - the constructor, which keeps `tokens` as
+   `self.tokens` (the loop reads its `sep_id` to derive the batch's token types). `options` are
+   the keys of the `[models.NAME]` table in bench.toml; an unknown one must raise `TypeError` (use
    `bench.objectives.check_options`) and a bad value `ValueError`: with options given, those
    two become a configuration error naming the table; any other exception (or one raised with
    no options given) is reported as the backend's own error.
 2. `flops_per_step(batch, seq, convention)` for both `CONVENTIONS` - the budget is matched in
    one and reported in both; `executed` must equal what `FlopCounterMode` counts on a real step
    (`bench flops --model NAME --measure` prints the ratio: 1.00).
-3. `forward(batch)` (that is, `loss`) once per step, inside autocast; the optimiser (AdamW)
-   takes every parameter that requires a gradient, and `state_dict()` is the resume state.
+3. `forward(batch)` (that is, `loss`; the batch, token types included, is described there) once
+   per step, inside autocast; the optimiser (AdamW) takes every parameter that requires a
+   gradient, and `state_dict()` is the resume state.
 4. `encoder()` at each checkpoint: the `transformers` model `save_pretrained` writes and the
    fine-tuning runs load (an `ElectraModel` for every built-in).
 5. `inference_flops(seq, convention)` - the encoder's cost at fine-tuning, for the report.
@@ -98,12 +100,15 @@ class Backend(nn.Module):
     description: ClassVar[str] = ""  # one line: what `bench list` shows
     pretrains: ClassVar[bool] = True
     option_names: ClassVar[tuple[str, ...]] = ()  # the keyword options `[models.NAME]` may set
+    tokens: TokenInfo  # keep the constructor's: the loop reads `tokens.sep_id` to derive token types
 
     def loss(self, batch: dict[str, Any]) -> BackendOutput:
-        """batch: `input_ids` [B, L] long and `attention_mask` [B, L] (1 = real token) of this
-        process's rows, and `rng`, a `bench.objectives.RowRandom` whose draws do not depend on how
-        the global batch is split over processes (use it for masking and sampling, so that 1 and
-        N processes train on the same corrupted examples)."""
+        """batch: `input_ids` [B, L] long, `attention_mask` [B, L] (1 = real token) and
+        `token_type_ids` [B, L] (0 = `[CLS] A [SEP]`, 1 = `B [SEP]`: most blocks hold two segments;
+        pass `token_type_ids=batch.get("token_type_ids")` to every encoder) of this process's rows,
+        and `rng`, a `bench.objectives.RowRandom` whose draws do not depend on how the global batch
+        is split over processes (use it for masking and sampling, so that 1 and N processes train
+        on the same corrupted examples)."""
         raise NotImplementedError
 
     def forward(self, batch: dict[str, Any]) -> BackendOutput:

@@ -68,8 +68,9 @@ class AllTokensMLMBackend(ReplaceMLMBackend):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        c = self.corrupt_with_generator(input_ids, attention_mask, batch.get("rng"))
-        hidden = self.encode(c.inputs, attention_mask)
+        types = batch.get("token_type_ids")
+        c = self.corrupt_with_generator(input_ids, attention_mask, batch.get("rng"), types)
+        hidden = self.encode(c.inputs, attention_mask, types)
         rows = hidden.reshape(-1, hidden.size(-1))  # every position, padding included: fixed shapes, fixed FLOPs
         logits = self.mlm_head(rows).float()
         copy_logit = self.copy_head(rows).squeeze(-1).float()

@@ -61,7 +61,8 @@ class BertBackend(Backend):
         masked = corrupt(input_ids, positions, weights, self.tokens, mask_frac=self.mask_frac,
                          random_frac=self.random_frac, rng=rng)
         mask = encoder_mask(self.encoder_model.config, attention_mask)
-        hidden = self.encoder_model(input_ids=masked, attention_mask=mask).last_hidden_state
+        hidden = self.encoder_model(input_ids=masked, attention_mask=mask,
+                                    token_type_ids=batch.get("token_type_ids")).last_hidden_state
         logits = self.mlm_head(gather_positions(hidden, positions))  # masked rows only
         loss, acc = mlm_loss(logits, input_ids.gather(1, positions), weights)
         return BackendOutput(loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_acc": acc})

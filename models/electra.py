@@ -9,9 +9,9 @@ The step is split into small hooks so that the paper's variants (section 3.2, `m
 (`models/electra_gdes.py`) override one idea each:
 
 - `tie_embeddings()`      how the generator's embeddings relate to the discriminator's
-- `corrupt_with_generator(input_ids, attention_mask, rng)`  masking, generator MLM, samples
+- `corrupt_with_generator(input_ids, attention_mask, rng, token_type_ids)`  masking, generator MLM, samples
 - `sample(gen_logits, rng)`                                  the replacements drawn from the generator
-- `encode(input_ids, attention_mask)`                        the main encoder's hidden states
+- `encode(input_ids, attention_mask, token_type_ids)`        the main encoder's hidden states
 - `detection_scope(attention_mask, positions, weights)`      where the detection loss is averaged
 """
 
@@ -123,7 +123,7 @@ class ElectraBackend(Backend):
         self.generator.embeddings = self.discriminator.embeddings
 
     def corrupt_with_generator(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                               rng: RowRandom | None) -> Corruption:
+                               rng: RowRandom | None, token_type_ids: torch.Tensor | None = None) -> Corruption:
         """Mask 15% of each row (85% [MASK], 15% kept), train the generator as an MLM there, and put
         its samples in place of the masked tokens."""
         n_pred = n_predictions(input_ids.size(1), self.mask_prob)
@@ -134,7 +134,8 @@ class ElectraBackend(Backend):
 
         # generator: MLM logits at the gathered masked rows only (B * n_pred), never at all positions
         gen_mask = encoder_mask(self.generator.config, attention_mask)
-        gen_hidden = self.generator(input_ids=masked, attention_mask=gen_mask).last_hidden_state
+        gen_hidden = self.generator(input_ids=masked, attention_mask=gen_mask,
+                                    token_type_ids=token_type_ids).last_hidden_state
         gen_logits = self.gen_head(gather_positions(gen_hidden, positions))
         gen_loss, gen_acc = mlm_loss(gen_logits, input_ids.gather(1, positions), weights)
 
@@ -145,10 +146,12 @@ class ElectraBackend(Backend):
         """Gumbel-max samples, no gradient into the generator from the discriminator."""
         return gumbel_sample(gen_logits.detach(), self.temperature, rng=rng)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's hidden states [B, L, H]."""
         mask = encoder_mask(self.discriminator.config, attention_mask)
-        return self.discriminator(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        hidden = self.discriminator(input_ids=input_ids, attention_mask=mask, token_type_ids=token_type_ids)
+        return hidden.last_hidden_state
 
     def detection_scope(self, attention_mask: torch.Tensor, positions: torch.Tensor,
                         weights: torch.Tensor) -> torch.Tensor:
@@ -160,9 +163,10 @@ class ElectraBackend(Backend):
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         rng = batch.get("rng")  # draws that do not depend on the number of processes (RowRandom)
-        c = self.corrupt_with_generator(input_ids, attention_mask, rng)
+        types = batch.get("token_type_ids")  # segment A / B of two-segment blocks
+        c = self.corrupt_with_generator(input_ids, attention_mask, rng, types)
 
-        disc_logits = self.disc_head(self.encode(c.inputs, attention_mask))
+        disc_logits = self.disc_head(self.encode(c.inputs, attention_mask, types))
         scored = self.detection_scope(attention_mask, c.positions, c.weights)
         per_token = F.binary_cross_entropy_with_logits(disc_logits.float(), c.labels, reduction="none")
         n_scored = scored.sum().clamp(min=1.0)

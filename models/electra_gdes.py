@@ -44,13 +44,15 @@ class ElectraGDESBackend(ElectraBackend):
         with torch.no_grad():
             table.copy_(gen_words.weight)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         gen_words = self.generator.embeddings.word_embeddings
         pad = gen_words.padding_idx  # as nn.Embedding: the [PAD] row gets no gradient
         # sg(E_G) + E_delta, row by row: the same vectors as a lookup in the summed table, no V x E sum per step
         embeds = F.embedding(input_ids, gen_words.weight.detach(), pad) + F.embedding(input_ids, self.word_delta, pad)
         mask = encoder_mask(self.discriminator.config, attention_mask)
-        return self.discriminator(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        hidden = self.discriminator(inputs_embeds=embeds, attention_mask=mask, token_type_ids=token_type_ids)
+        return hidden.last_hidden_state
 
     def encoder(self) -> ElectraModel:
         # merge now (each checkpoint): training never reads this table, so writing it changes nothing

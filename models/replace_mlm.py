@@ -57,8 +57,9 @@ class ReplaceMLMBackend(ElectraBackend):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        c = self.corrupt_with_generator(input_ids, attention_mask, batch.get("rng"))
-        hidden = self.encode(c.inputs, attention_mask)  # generator samples where the generator saw [MASK]
+        types = batch.get("token_type_ids")
+        c = self.corrupt_with_generator(input_ids, attention_mask, batch.get("rng"), types)
+        hidden = self.encode(c.inputs, attention_mask, types)  # generator samples where the generator saw [MASK]
         logits = self.mlm_head(gather_positions(hidden, c.positions))  # the chosen rows only, as BERT
         main_loss, main_acc = mlm_loss(logits, input_ids.gather(1, c.positions), c.weights)
         loss = c.gen_loss + main_loss

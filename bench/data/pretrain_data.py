@@ -1,10 +1,20 @@
 """Pretraining examples: corpus -> tokenizer -> sentences -> token ids -> packed blocks, cached.
 
-Every block is `[CLS] s1 s2 ... [SEP] [PAD]...`, exactly `seq_len` ids long, holding
-consecutive whole sentences of ONE document (the ELECTRA/BERT recipe, single segment).
-A sentence that does not fit starts the next block; a sentence longer than `seq_len - 2`
-is cut into pieces. A block with fewer than `min_block_tokens` content tokens is dropped
-(it would be mostly padding); `stats["dropped_tokens"]` counts what that cost.
+Every block is `[CLS] A [SEP] B [SEP] [PAD]...` (or `[CLS] A [SEP] [PAD]...`), exactly
+`seq_len` ids long, holding consecutive whole sentences of ONE document, split into two
+segments as the ELECTRA authors' `build_pretraining_dataset.py` does (ExampleBuilder): with
+probability `single_segment_prob` (0.1) a block is one segment; otherwise segment A takes
+sentences up to about `(seq_len - 3) // 2` tokens, by their rule (`split_segments`), and B the
+rest, so the segment-B embedding pair tasks use at fine-tuning is trained. Token types are not
+stored: `segment_ids` derives them from the [SEP]s (0 for `[CLS] A [SEP]`, 1 for `B [SEP]`).
+The random draws come from a stream seeded by the document's index, so the cache is
+reproducible. Left out: the authors also shorten 5% of examples to a random length.
+
+A sentence that does not fit starts the next block (the content budget is `seq_len - 3` for a
+block that may get two segments, `seq_len - 2` for one); a sentence longer than `seq_len - 2`
+is cut into pieces, each a one-segment block. A block with fewer than `min_block_tokens`
+content tokens is dropped (it would be mostly padding); `stats["dropped_tokens"]` counts what
+that cost, `stats["two_segment_fraction"]` the share of blocks with two segments.
 
 Cache layout under `cache_dir`:
 
@@ -26,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import time
@@ -44,11 +55,12 @@ from bench.errors import ConfigError, DataError
 from bench.fingerprint import file_sha256
 from bench.data.tokenizer import VOCAB_FILE, load_tokenizer, token_info, tokenizer_from_vocab, train_wordpiece
 
-FORMAT_VERSION = 2  # bump whenever splitting, packing, tokenizer training or the files written change
+FORMAT_VERSION = 3  # bump whenever splitting, packing, tokenizer training or the files written change
 BLOCKS_FILE = "blocks.npy"
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
 ENCODE_CHUNK_DOCS = 256  # documents per batched encode call: big batches, bounded memory
+SEGMENT_SEED = 12345  # with the document index, seeds the segment draws: the same blocks every build
 
 # A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space and
 # a capital, digit or opening quote. Initials ("J. S. Bach", "U.S.") and a few
@@ -71,6 +83,7 @@ class DataSpec:
     seq_len: int = 128
     max_documents: int | None = None  # first N documents only (tests, quick CPU runs)
     min_block_tokens: int = 16  # shorter blocks are dropped instead of padded
+    single_segment_prob: float = 0.1  # share of blocks kept as one segment (the ELECTRA authors' 0.1)
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,7 @@ def data_key(spec: DataSpec, corpus_fingerprint: str, vocab_sha256: str | None) 
         "tokenizer": tokenizer,
         "seq_len": spec.seq_len,
         "min_block_tokens": spec.min_block_tokens,
+        "single_segment_prob": spec.single_segment_prob,
     }
     return _short_hash(payload)
 
@@ -157,26 +171,64 @@ def split_sentences(paragraph: str) -> list[str]:
     return [sentence for sentence in _SENTENCE_BREAK.split(paragraph) if sentence.strip()]
 
 
-def pack_document(
-    sentences: list[list[int]], seq_len: int, cls_id: int, sep_id: int, min_block_tokens: int
-) -> list[list[int]]:
-    """Pack one document's tokenized sentences into `[CLS] .. [SEP]` blocks (unpadded)."""
-    budget = seq_len - 2
-    blocks: list[list[int]] = []
-    current: list[int] = []
+def split_segments(sentences: list[list[int]], first_target: int, rng: random.Random) -> tuple[list[int], list[int]]:
+    """Split a block's sentences into segments A and B by the ELECTRA authors' rule, verbatim
+    (ExampleBuilder._create_example): a sentence joins A while A is empty or stays under
+    `first_target` with it, or, while B is empty and A under target, on a coin flip; else B.
+    (So a short later sentence may still join A, as in their code.)"""
+    first: list[int] = []
+    second: list[int] = []
     for sentence in sentences:
-        if len(current) + len(sentence) <= budget:
-            current.extend(sentence)
+        if (not first or len(first) + len(sentence) < first_target
+                or (not second and len(first) < first_target and rng.random() < 0.5)):
+            first.extend(sentence)
+        else:
+            second.extend(sentence)
+    return first, second
+
+
+def pack_document(
+    sentences: list[list[int]], seq_len: int, cls_id: int, sep_id: int, min_block_tokens: int,
+    *, single_segment_prob: float = 0.1, rng: random.Random | None = None,
+) -> list[list[int]]:
+    """Pack one document's tokenized sentences into `[CLS] A [SEP] (B [SEP])` blocks (unpadded).
+
+    `rng` draws each block's segment choices (default: a fixed seed); give each document its own."""
+    rng = random.Random(SEGMENT_SEED) if rng is None else rng
+    blocks: list[list[int]] = []
+
+    def close(chosen: list[list[int]], one: bool) -> None:
+        # one segment: A takes every sentence (the authors' target of 100000)
+        first, second = split_segments(chosen, seq_len if one else (seq_len - 3) // 2, rng)
+        blocks.append([cls_id, *first, sep_id, *second, sep_id] if second else [cls_id, *first, sep_id])
+
+    current: list[list[int]] = []
+    used = 0
+    one = rng.random() < single_segment_prob  # drawn per block, before its sentences: it sets the budget
+    for sentence in sentences:
+        if used + len(sentence) <= seq_len - (2 if one else 3):  # two segments need a second [SEP]
+            current.append(sentence)
+            used += len(sentence)
             continue
-        if len(current) >= min_block_tokens:
-            blocks.append([cls_id, *current, sep_id])
-        while len(sentence) > budget:  # an over-long sentence becomes full pieces
-            blocks.append([cls_id, *sentence[:budget], sep_id])
-            sentence = sentence[budget:]
-        current = list(sentence)
-    if current and len(current) >= min_block_tokens:
-        blocks.append([cls_id, *current, sep_id])
+        if used >= min_block_tokens:
+            close(current, one)
+        while len(sentence) > seq_len - 2:  # an over-long sentence becomes full one-segment pieces
+            blocks.append([cls_id, *sentence[: seq_len - 2], sep_id])
+            sentence = sentence[seq_len - 2 :]
+        current, used = [sentence], len(sentence)  # a block's only sentence is one segment: it fits either way
+        one = rng.random() < single_segment_prob
+    if current and used >= min_block_tokens:
+        close(current, one)
     return blocks
+
+
+def segment_ids(input_ids: torch.Tensor, sep_id: int) -> torch.Tensor:
+    """Token types of packed blocks [B, L]: 1 after the first [SEP] up to and including the
+    second, 0 elsewhere (segment A, padding, a one-segment block). No host read: safe in a step."""
+    sep = (input_ids == sep_id).long()
+    before = sep.cumsum(1) - sep  # [SEP]s strictly before each position
+    two = sep.sum(1, keepdim=True) >= 2  # a one-segment block's padding follows one [SEP] too
+    return ((before == 1) & two).long()
 
 
 def unigram_entropy(counts: np.ndarray) -> float:
@@ -236,10 +288,12 @@ def _build(
         start = time.perf_counter()
         blocks: list[list[int]] = []
         offset = 0
-        for count in per_doc:
+        for index, count in enumerate(per_doc, start=first):
             doc_ids = [sentence for sentence in ids[offset : offset + count] if sentence]
             offset += count
-            blocks.extend(pack_document(doc_ids, spec.seq_len, info.cls_id, info.sep_id, spec.min_block_tokens))
+            rng = random.Random(SEGMENT_SEED * 1_000_003 + index)  # per document: independent of chunking
+            blocks.extend(pack_document(doc_ids, spec.seq_len, info.cls_id, info.sep_id, spec.min_block_tokens,
+                                        single_segment_prob=spec.single_segment_prob, rng=rng))
         chunks.append(_pad(blocks, spec.seq_len, info.pad_id, dtype))
         sentences_total += len(texts)
         tokens_total += sum(map(len, ids))
@@ -272,6 +326,7 @@ def _build(
         "block_tokens": content_tokens,  # content tokens that made it into blocks
         "dropped_tokens": tokens_total - content_tokens,
         "padding_fraction": float(counts[info.pad_id] / all_blocks.size),
+        "two_segment_fraction": float(((all_blocks == info.sep_id).sum(1) == 2).mean()),
         "unk_fraction": float(counts[info.unk_id] / max(content_tokens, 1)),
         "unigram_entropy_nats": unigram_entropy(content),
         "timings_s": {name: round(seconds, 3) for name, seconds in timings.items()},
@@ -370,6 +425,8 @@ def _check_spec(spec: DataSpec) -> None:
         raise ConfigError(f"min_block_tokens must be >= 1, got {spec.min_block_tokens}")
     if spec.vocab is None and spec.vocab_size < 100:
         raise ConfigError(f"vocab_size {spec.vocab_size} is too small for a WordPiece vocab (>= 100)")
+    if not 0.0 <= spec.single_segment_prob <= 1.0:
+        raise ConfigError(f"single_segment_prob must be in [0, 1], got {spec.single_segment_prob}")
     if spec.max_documents is not None and spec.max_documents < 1:
         raise ConfigError(f"max_documents must be None or >= 1, got {spec.max_documents}")
 

@@ -249,8 +249,11 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
 
     def batch_at(step: int) -> dict[str, Any]:
         """This process's slice of the global batch of `step`."""
+        from bench.data.pretrain_data import segment_ids  # here: the rest of this module needs no data code
+
         input_ids = blocks[order.indices(step)[rank * per_rank:][:per_rank]].long()
-        return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "rng": rng}
+        return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(), "rng": rng,
+                "token_type_ids": segment_ids(input_ids, backend.tokens.sep_id)}  # blocks hold two segments
 
     step_model = model
     if _compile_wanted(compile, accelerator.device.type):
