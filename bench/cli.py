@@ -189,13 +189,6 @@ def run(config: str | None, epochs: float | None, suite: str | None, **flags: An
         sys.exit(1)
 
 
-def load_suite_checked(name: str) -> Any:
-    """The suite `name` (a ConfigError naming the known suites when there is none)."""
-    from bench.suite import load_suite
-
-    return load_suite(name)
-
-
 def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
     if task != "glue":
         return (task,)
@@ -255,8 +248,9 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     the_suite = None
     if suite:
         from bench.config import load_experiment
+        from bench.suite import load_suite
 
-        the_suite = load_suite_checked(suite)
+        the_suite = load_suite(suite)  # a ConfigError naming the known suites when there is none
         if not model:  # the suite's models and its control
             exp = load_experiment(suite=suite)
             model = tuple(exp.models) + ((exp.control,) if exp.control else ())
