@@ -1,0 +1,116 @@
+"""The HTML report in a real browser: headless Chromium (the system's binary, driven by Playwright's
+client; no browser is downloaded) opens a report built from a small store, and the claims, the
+leaderboard and the comparison table render, every embedded plot decodes, and nothing is fetched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+from test_report import synthetic_store
+
+SECTIONS = ("claims", "leaderboard", "comparison", "plots", "provenance")
+PLOTS = 3  # score vs FLOPs, pretraining loss vs FLOPs, final scores
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="no Playwright client: `pip install 'electra-bench[browser]'` (or playwright)")
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no Chromium on PATH: `apt-get install chromium` to check the HTML report in a browser")
+    with sync_api.sync_playwright() as p:
+        # the system's Chromium, never a downloaded one; --no-sandbox because CI runs as root
+        b = p.chromium.launch(executable_path=binary, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("browser") / "results"
+    results.mkdir()
+    synthetic_store(results / "bench.db", tasks=("sst2", "mrpc")).close()
+    out = results / "report.html"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--format", "html", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _open(browser, path: Path) -> tuple[object, list[str]]:
+    """The page after load, and every URL it asked for other than the file itself and data: URIs."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    fetched: list[str] = []
+
+    def route(r) -> None:  # record and refuse anything that would leave the file
+        url = r.request.url
+        if url.startswith("data:") or url == path.as_uri():
+            r.continue_()
+        else:
+            fetched.append(url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(path.as_uri(), wait_until="load")
+    return page, fetched
+
+
+def test_report_renders_in_chromium(browser, report_html):
+    page, fetched = _open(browser, report_html)
+    try:
+        for section in SECTIONS:
+            box = page.locator(f"#{section}").bounding_box()
+            assert box is not None and box["height"] > 0 and box["width"] > 0, f"section #{section} is not drawn"
+        for section in ("claims", "leaderboard", "comparison"):
+            rows = page.locator(f"#{section} table tr")
+            assert rows.count() >= 2, f"#{section}: no table rows"
+            assert rows.nth(1).is_visible()
+        assert "the claim that electra beats bert holds at this scale" in page.locator("#claims").inner_text()
+        board = page.locator("#leaderboard").inner_text()
+        assert "electra" in board and "bert" in board and "scratch" in board
+        table = page.locator("#comparison").inner_text()
+        assert "sst2" in table and "mrpc" in table
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({w: e.naturalWidth, h: e.naturalHeight, done: e.complete, alt: e.alt}))")
+        assert len(images) == PLOTS
+        for img in images:  # a plot that does not decode has naturalWidth 0
+            assert img["done"] and img["w"] > 0 and img["h"] > 0, img
+            assert img["alt"]
+        assert fetched == []  # nothing asked of the network or the disk beyond the file
+    finally:
+        page.close()
+
+
+def test_a_broken_plot_is_caught(browser, report_html, tmp_path):
+    """The check above fails when a plot stops decoding: corrupt one embedded image's bytes."""
+    text = report_html.read_text(encoding="utf-8")
+    start = text.index("base64,") + len("base64,")
+    broken = tmp_path / "broken.html"
+    broken.write_text(text[:start] + "AAAA" + text[start + 4:], encoding="utf-8")
+    page, _ = _open(browser, broken)
+    try:
+        widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        assert len(widths) == PLOTS and widths.count(0) == 1
+    finally:
+        page.close()
+
+
+def test_a_remote_resource_is_caught(browser, report_html, tmp_path):
+    """A report that pulled a stylesheet or script from the network would be seen (and refused)."""
+    text = report_html.read_text(encoding="utf-8")
+    leaky = tmp_path / "leaky.html"
+    leaky.write_text(text.replace("</head>", "<link rel='stylesheet' href='https://cdn.example.com/x.css'></head>", 1),
+                     encoding="utf-8")
+    page, fetched = _open(browser, leaky)
+    page.close()
+    assert fetched == ["https://cdn.example.com/x.css"]
