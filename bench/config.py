@@ -102,6 +102,7 @@ class Experiment:
     seeds: int | None = None  # fine-tuning seeds; unset = the size preset's default
     control: str | None = "scratch"  # a no-pretraining control added to every comparison
     curve: bool = False  # also fine-tune the checkpoints at 1/16..1/2 of the budget (a compute curve)
+    trackers: tuple[str, ...] = ()  # experiment trackers (bench.tracking.TRACKERS): views of runs, never in their ids
     results: str = "results"
     data: str | None = None  # data dir; unset = $BENCH_DATA_DIR
     quiet: bool = False
@@ -118,6 +119,8 @@ class Experiment:
     def where(self, key: str) -> str:
         """Where `key` was set: the flag, or the config file."""
         if key in self.from_cli:
+            if key == "trackers":  # one --tracker flag per name
+                return "--tracker"
             return f"--{key.replace('_', '-')}"
         return self.config_file or "the defaults"
 
@@ -138,7 +141,7 @@ class Experiment:
 # Top-level tables of bench.toml -> Experiment fields holding a settings dataclass.
 _SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune", "executor": "executor"}
 _RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "curve", "results", "data",
-             "quiet")
+             "quiet", "trackers")
 
 
 def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | None = None, *,
@@ -326,6 +329,11 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
     if exp.pretrain.compile not in (True, False, "auto", "true", "false"):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'compile')}: pretrain.compile = "
                           f"{exp.pretrain.compile!r}; choose \"auto\", true or false.")
+    if exp.trackers:
+        from bench.tracking import check_names
+
+        check_names(exp.trackers, exp.where("trackers") if "trackers" in exp.from_cli
+                    else f"{where}{_line(text, 'run', 'trackers')}: run.trackers")
     if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'precision')}: pretrain.precision = "
                           f"{exp.pretrain.precision!r}; choose auto, fp32 or bf16.")

@@ -25,6 +25,7 @@ from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.preflight import check_results_folder, preflight
 from bench.registry import MODELS, TASKS
 from bench.results.store import Claim, Store
+from bench.tracking import check_installed
 from bench.worker import RunResult, Worker, clear_resume_state
 
 DB_NAME = "bench.db"
@@ -141,6 +142,8 @@ class Runner:
         Rank 0 does it and hands the result to the other ranks."""
         if self.ranks.is_main:
             try:
+                check_installed(self.exp.trackers, self.exp.where("trackers") if "trackers" in self.exp.from_cli
+                                else f"{self.exp.config_file or 'bench.toml'}: run.trackers")  # before any work
                 prepared = preflight(self.plan, progress=self.progress)
             except BenchError:
                 broadcast(("stop", 2), self.ranks)

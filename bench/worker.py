@@ -20,6 +20,7 @@ from bench.preflight import build_backend
 from bench.registry import TASKS
 from bench.environment import environment, plugins_of
 from bench.results.store import Metric
+from bench.tracking import RunTracker, TrackerSettings, finetune_run_name, flat_params, pretrain_run_name
 
 
 @dataclass
@@ -65,6 +66,20 @@ class Worker:
     def checkpoints_exist(self, pt: PretrainRun) -> bool:
         return bool(pt.external) or all(Path(self.checkpoint(pt, f)).is_dir() for f in pt.checkpoint_fractions)
 
+    def tracker(self, run: PretrainRun | FinetuneRun) -> RunTracker | None:
+        """The run's experiment trackers (run.trackers / --tracker), named for it, its spec as
+        hyper-parameters; None without trackers. They come with the plan, so a job's run logs too."""
+        settings = TrackerSettings.of(self.exp.trackers, self.results)
+        if settings is None:
+            return None
+        if isinstance(run, PretrainRun):
+            name = pretrain_run_name(run.model, run.size, run.seed)
+        else:
+            name = finetune_run_name(run.model, run.task, run.size, run.seed, run.fraction)
+        params = {"run_id": run.id, "kind": "pretrain" if isinstance(run, PretrainRun) else "finetune",
+                  **flat_params(run.spec())}
+        return RunTracker(settings, name, run.id, params)
+
     def execute(self, run: PretrainRun | FinetuneRun) -> RunResult:
         """The run's result, stamped with the environment it ran in (its processes included)."""
         result = self.pretrain(run) if isinstance(run, PretrainRun) else self.finetune(run, self.by_id[run.pretrain_id])
@@ -108,10 +123,15 @@ class Worker:
                             max_grad_norm=pt.max_grad_norm)
         blocks = load_blocks(data)
         every = ResumeSettings(self.exp.pretrain.resume_every_steps, self.exp.pretrain.resume_every_minutes)
-        result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
-                          seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
-                          progress=self.progress, label=f"pretrain {pt.model}", resume=every,
-                          compile=self.exp.pretrain.compile)
+        tracking = self.tracker(pt)
+        try:
+            result = pretrain(backend, blocks, plan, opt, pad_id=data.tokens.pad_id, out_dir=out_dir, save=save,
+                              seed=pt.seed, log_every=self.exp.pretrain.log_every, precision=pt.precision,
+                              progress=self.progress, label=f"pretrain {pt.model}", resume=every,
+                              compile=self.exp.pretrain.compile, tracking=tracking)
+        finally:
+            if tracking is not None:
+                tracking.finish()
         metrics = result.metrics() + [
             Metric("data_wall_s", data_wall),
             Metric("planned_steps", plan.steps),
@@ -119,24 +139,36 @@ class Worker:
             Metric("params", _count(backend)),
             Metric("encoder_params", _count(backend.encoder())),
         ] + [Metric(f"flops_per_step_{c}", v) for c, v in plan.flops_per_step.items()]
-        return RunResult(metrics, resumed=bool(result.resumed_from_step))
+        return RunResult(metrics, warnings=_tracker_problems(pt.model, tracking),
+                         resumed=bool(result.resumed_from_step))
 
     def finetune(self, ft: FinetuneRun, parent: PretrainRun) -> RunResult:
         from bench.train.finetune import FinetuneConfig, finetune
 
         task = TASKS.get(ft.task)
         cfg = FinetuneConfig(**{k: v for k, v in ft.settings.items() if k in _finetune_config_fields()})
-        result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
-                          data_dir=self.exp.data_dir, progress=self.progress,
-                          label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"
-                          + (f" @{ft.fraction:g}" if ft.fraction < 1 else ""))
+        tracking = self.tracker(ft)
+        try:
+            result = finetune(self.checkpoint(parent, ft.fraction), task, cfg, seed=ft.seed,
+                              data_dir=self.exp.data_dir, progress=self.progress,
+                              label=f"fine-tune {ft.model} {ft.task} seed {ft.seed}"
+                              + (f" @{ft.fraction:g}" if ft.fraction < 1 else ""), tracking=tracking)
+        finally:
+            if tracking is not None:
+                tracking.finish()
         metrics = [Metric("score", result.metrics[result.headline]), Metric("train_wall_s", result.train_wall_s),
                    Metric("eval_wall_s", result.eval_wall_s), Metric("steps", result.steps),
                    Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
                    Metric("fraction", ft.fraction)]
         metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
         warnings = [f"{ft.model} ({ft.task}, seed {ft.seed}): {w}" for w in result.warnings]
+        warnings += _tracker_problems(f"{ft.model} ({ft.task}, seed {ft.seed})", tracking)
         return RunResult(metrics, warnings)
+
+
+def _tracker_problems(who: str, tracking: RunTracker | None) -> list[str]:
+    """A failed tracker's one warning, for the run's result (the run itself is kept)."""
+    return [f"{who}: {p}" for p in tracking.problems] if tracking is not None else []
 
 
 def clear_resume_state(run_dir: Path) -> None:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from bench.tracking import RunTracker
+
 # Collapse = [CLS] outputs nearly identical across inputs (cosine > 0.99) AND varying less than a
 # quarter as much (in 1 - cosine) as in a random init of the same shape. The second condition is
 # needed because a random init is itself at ~0.9998 (tokens barely mix yet) and fine-tunes well.
@@ -452,12 +454,15 @@ def finetune(
     accelerator: Accelerator | None = None,
     mixed_precision: str | None = None,
     label: str | None = None,
+    tracking: RunTracker | None = None,
 ) -> FinetuneResult:
     """Fine-tune `source` on `task` with `cfg` and evaluate on every split of spec.eval_splits.
 
     `accelerator`: reuse one (its object lists then keep this run's model until its owner frees
     them); otherwise one is made for this call (`mixed_precision` None = accelerate's default or
     whatever an earlier Accelerator in this process chose).
+    `tracking` (bench.tracking): the training loss per step and the final metrics also go to the
+    run's experiment trackers (through this call's own Accelerator); they never change what is trained.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -470,7 +475,10 @@ def finetune(
         # split_batches: each configured batch is the global one, cut into one slice per process, so
         # 1 and N processes take the same steps on the same examples
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
-                                  dataloader_config=DataLoaderConfiguration(split_batches=True))
+                                  dataloader_config=DataLoaderConfiguration(split_batches=True),
+                                  **(tracking.accelerator_kwargs() if tracking is not None else {}))
+    if tracking is not None:
+        tracking.start(accelerator)  # before set_seed: nothing a tracker draws can reach the run's streams
     spec = task.spec
     warnings: list[str] = []
     set_seed(seed)  # python random, numpy, torch (and CUDA)
@@ -567,6 +575,8 @@ def finetune(
         bar.update(1)
         if on_step is not None:
             on_step(step, value)
+        if tracking is not None:
+            tracking.log({"loss": value}, step)
     bar.close()
     train_wall_s = time.perf_counter() - t0
 
@@ -581,6 +591,8 @@ def finetune(
             metrics[name + suffix] = float(value)
     eval_wall_s = time.perf_counter() - t0
 
+    if tracking is not None:
+        tracking.log({**metrics, "score": metrics[spec.headline], "cls_cosine": cosine}, steps)
     if own_accelerator:
         accelerator.free_memory()  # drop the references prepare() kept, so runs do not pile up
     return FinetuneResult(

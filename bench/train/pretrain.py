@@ -18,7 +18,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -30,6 +30,9 @@ from bench.train.memory import peak_memory_mb, reset_peak_memory
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
 from bench.train.schedule import linear_schedule
 from bench.results.store import Metric
+
+if TYPE_CHECKING:
+    from bench.tracking import RunTracker
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ class _Signals:
 def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: OptimSettings, *, pad_id: int,
              out_dir: Path, save: Callable[[torch.nn.Module, Path], None], seed: int = 0, log_every: int = 10,
              precision: str = "auto", progress: bool = True, label: str = "pretrain",
-             resume: ResumeSettings | None = ResumeSettings(), compile: bool | str = False) -> PretrainResult:
+             resume: ResumeSettings | None = ResumeSettings(), compile: bool | str = False,
+             tracking: RunTracker | None = None) -> PretrainResult:
     """Train `backend` for `plan.steps` steps on `blocks` ([N, seq_len] token ids).
 
     `save(encoder, dir)` writes a checkpoint (the encoder plus the tokenizer) into `dir`; it
@@ -210,12 +214,17 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     at the next boundary; the last resume state (from before) is kept. `compile`: torch.compile
     the step (True/"true"), not (False/"false"), or "auto": on a GPU, falling back to eager
     with a one-line warning when compilation fails.
+    `tracking` (bench.tracking): every logged point also goes to the run's experiment trackers,
+    against step and against FLOPs; they never change what is trained.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     mixed = mixed_precision(precision)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed,
+                              **(tracking.accelerator_kwargs() if tracking is not None else {}))
+    if tracking is not None:
+        tracking.start(accelerator)  # main process only; a failing tracker warns and is dropped
     world, rank = accelerator.num_processes, accelerator.process_index
     torch.manual_seed(seed + rank)  # dropout: each process its own stream (rank 0: the 1-process one)
     # masking and sampling: one stream shared by all processes, drawn for the global batch (RowRandom)
@@ -336,6 +345,8 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
                 state.final["lr"] = lr
                 for k, v in state.final.items():
                     state.series.append(Metric(k, v, step=state.step, flops=plan.flops_at(state.step), wall_s=now))
+                if tracking is not None:  # the same points as the store's series: a view of them
+                    tracking.log_pretraining(state.final, state.step, plan.flops_at(state.step))
                 bar.set_postfix({k: f"{state.final[k]:.3f}" for k in list(state.final)[:3]}, refresh=False)
             bar.update(int(now) - bar.n if timed else 1)
             # Save every checkpoint whose share of the budget (FLOPs or time) is now spent.
