@@ -15,7 +15,7 @@ from bench.config import load_experiment
 from bench.errors import ConfigError
 from bench.results.store import Store
 
-SMALL = ["run", "--quiet", "--models", "electra", "--control", "none", "--seeds", "1"]
+SMALL = ["run", "--quiet", "--models", "electra", "--control", "none", "--seeds", "1"]  # one pretraining, one fine-tuning
 
 
 def invoke(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch):
@@ -92,6 +92,17 @@ def test_tensorboard_and_mlflow_mirror_the_store(micro_project, monkeypatch):
     again = invoke(SMALL, micro_project, monkeypatch)
     assert again.exit_code == 0 and "0 pretrained, 0 fine-tuned" in again.output, again.output
     assert len(client.search_runs([experiment.experiment_id])) == 2
+
+    # trackers never change what is trained: the same runs without them, in another folder, store the same numbers
+    toml = micro_project / "bench.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('trackers = ["tensorboard", "mlflow"]\n', ""), encoding="utf-8")
+    plain = invoke([*SMALL, "--results", "plain"], micro_project, monkeypatch)
+    assert plain.exit_code == 0, plain.output
+    other = Store(micro_project / "plain" / "bench.db")
+    assert [r["id"] for r in runs(other, "pretrain")] == [pt["id"]]
+    assert [(m.step, m.value) for m in other.series(pt["id"], "loss")] == [(m.step, m.value) for m in loss]
+    assert other.final_metrics(ft["id"])["score"] == final["score"]
+    assert not (micro_project / "plain" / "trackers").exists()
 
 
 def test_trackers_are_not_in_run_ids(micro_project, monkeypatch):
