@@ -168,3 +168,29 @@ def test_wandb_offline(micro_project, monkeypatch):
     assert r.exit_code == 0 and " failed (" not in r.output, r.output
     offline = list((micro_project / "results" / "trackers" / "wandb").glob("wandb/offline-run-*"))
     assert len(offline) == 2  # one per run, under the results folder
+
+
+def test_jobs_log_too_and_only_rank_0_writes(micro_project):
+    """--executor local with 2-process DDP jobs: the tracker settings travel with the job, and only
+    rank 0 logs (one point per store point, not two)."""
+    pytest.importorskip("tensorboard", reason="pip install 'electra-bench[tensorboard]'")
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install submitit)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import run_bench
+
+    with open(micro_project / "bench.toml", "a", encoding="utf-8") as f:
+        f.write("\n[executor]\npoll_s = 0.5\n")
+    add_run_keys(micro_project, 'trackers = ["tensorboard"]')
+    r = run_bench(["run", "--quiet", "--executor", "local", "--processes-per-job", "2", "--models", "bert",
+                   "--control", "none", "--seeds", "1"], micro_project)
+    assert r.returncode == 0 and " failed (" not in r.stdout, r.stdout
+    store = Store(micro_project / "results" / "bench.db")
+    (pt,) = runs(store, "pretrain")
+    folder = micro_project / "results" / "trackers" / "tensorboard" / "pretrain-bert-micro" / pt["id"]
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # one writer: rank 0
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [m.step for m in store.series(pt["id"], "loss")]
+    (ft,) = runs(store, "finetune")
+    assert (micro_project / "results" / "trackers" / "tensorboard" / "finetune-bert-toy-micro-seed0" / ft["id"]).is_dir()
