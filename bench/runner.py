@@ -24,11 +24,10 @@ from bench.executors import JobExecutor, JobFailed, RunJob
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.preflight import check_results_folder, preflight
 from bench.registry import MODELS, TASKS
-from bench.results.store import Claim, Store
+from bench.results.store import DB_NAME, Claim, Store
 from bench.tracking import check_installed
 from bench.worker import RunResult, Worker, clear_resume_state
 
-DB_NAME = "bench.db"
 FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
 
 

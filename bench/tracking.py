@@ -153,9 +153,9 @@ class RunTracker:
         self._accelerator = accelerator
         if not accelerator.trackers and not accelerator.log_with:
             return
-        if accelerator.is_main_process and any(_kind(t) == "mlflow" for t in accelerator.log_with):
-            self._use_mlflow_store()
         try:
+            if accelerator.is_main_process and any(_kind(t) == "mlflow" for t in accelerator.log_with):
+                self._use_mlflow_store()
             accelerator.init_trackers(PROJECT, config=self.params)
         except Exception as exc:  # noqa: BLE001
             self._warn(", ".join(_kind(t) for t in accelerator.log_with), exc)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.results.report import COLUMNS
+from bench.results.tables import COLUMNS
 
 
 def invoke(args, cwd, monkeypatch):

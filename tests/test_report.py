@@ -20,8 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.results.report import COLUMNS, build_report, comparison_table, leaderboard, pair_claims, verdict_lines
+from bench.results.claims import pair_claims, verdict_lines
+from bench.results.report import build_report
 from bench.results.store import Metric, Store
+from bench.results.tables import COLUMNS, comparison_table, leaderboard
 
 # --- a synthetic store: runs written straight into a Store, no training ------------------------------
 
@@ -382,7 +384,7 @@ def test_report_after_a_real_curve_run(micro_project, monkeypatch):
 def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
     import pandas as pd
 
-    from bench.results.report import COLUMNS, GLUE_PAPER, _key, leaderboard
+    from bench.results.tables import COLUMNS, GLUE_PAPER, _key, leaderboard
 
     rows = []
     for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):
@@ -394,3 +396,4 @@ def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
     board = leaderboard(df)
     assert board.loc[0, "glue_avg"] == pytest.approx((0.30 + 0.70) / 2)
     assert board.loc[0, "mrpc"] == pytest.approx(0.80)  # per-task columns keep the headline
+

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.html_report import claims_display
-from bench.results.report import COLUMNS, build_report, claims_frame, comparison_table, pair_claims
+from bench.results.claims import claims_frame, pair_claims
+from bench.results.formats.html import claims_display
+from bench.results.report import build_report
 from bench.results.stats import (MIN_SEEDS_FOR_CLAIM, Curve, bootstrap_median_gap, bootstrap_speedups,
                                  claim_sentence, indicative_note, speedup_withheld)
 from bench.results.store import Metric, Store
+from bench.results.tables import COLUMNS, comparison_table
 
 FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 1.0)
 STEPS = 160

@@ -12,8 +12,8 @@ from bench.config import load_experiment
 from bench.errors import ConfigError
 from bench.registry import MODELS
 from bench.results.paper import Setting, ordering_sentence, paper_table, seed_scores, suite_lines
-from bench.results.report import finetune_frame
 from bench.results.store import Metric, Store
+from bench.results.tables import finetune_frame
 from bench.runner import register_config_entries
 from bench.suite import available_suites, load_suite, transitive
 

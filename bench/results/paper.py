@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.report import GLUE_AVERAGE_EXCLUDES, GLUE_TASKS, LEVEL, PAPER_GLUE_METRIC
+from bench.results.claims import LEVEL
 from bench.results.stats import GapCI, bootstrap_median_gap, verdict
+from bench.results.tables import GLUE_AVERAGE_EXCLUDES, GLUE_TASKS, paper_metric_column
 from bench.suite import Suite
 
 PAPER_SEEDS = 10  # the paper reports the median of 10 fine-tuning runs
@@ -36,7 +37,7 @@ class Setting:
 def seed_scores(ft: pd.DataFrame) -> list[Setting]:
     """Per size and budget: each model's per-seed average over tasks at the full budget (x100).
 
-    `ft` is one row per fine-tuning run (report.finetune_frame). A seed counts only when it has a
+    `ft` is one row per fine-tuning run (tables.finetune_frame). A seed counts only when it has a
     run on every task of its setting, so averages are over the same tasks for every model.
     """
     if ft.empty:
@@ -56,7 +57,7 @@ def seed_scores(ft: pd.DataFrame) -> list[Setting]:
             for _, s in m.groupby("seed", sort=True):
                 if len(set(s["task"])) < len(tasks):
                     continue
-                per_seed.append(100 * statistics.fmean(_paper_metric(r, glue) for r in s.to_dict("records")))
+                per_seed.append(seed_average(s, glue))
             if per_seed:
                 scores[str(model)] = per_seed
         out.append(Setting(str(size), float(budget), tasks, scores))
@@ -64,8 +65,13 @@ def seed_scores(ft: pd.DataFrame) -> list[Setting]:
 
 
 def _paper_metric(row: dict[str, Any], glue: bool) -> float:
-    value = row.get(f"metric_{PAPER_GLUE_METRIC.get(row['task'], 'accuracy')}") if glue else None
+    value = row.get(paper_metric_column(row["task"])) if glue else None
     return float(row["score"] if value is None or (isinstance(value, float) and math.isnan(value)) else value)
+
+
+def seed_average(runs: pd.DataFrame, glue: bool) -> float:
+    """One seed's score on the paper's scale: its runs' paper metric (GLUE) or score, averaged over tasks, x100."""
+    return 100 * statistics.fmean(_paper_metric(r, glue) for r in runs.to_dict("records"))
 
 
 def paper_table(settings: list[Setting], suite: Suite, models: list[str] | None = None) -> pd.DataFrame:
@@ -153,8 +159,7 @@ def curve_table(ft: pd.DataFrame, suite: Suite) -> pd.DataFrame:
         if not paper:
             continue
         tasks = set(g["task"])
-        per_seed = [100 * statistics.fmean(_paper_metric(r, glue) for r in s.to_dict("records"))
-                    for _, s in g.groupby("seed") if set(s["task"]) == tasks]
+        per_seed = [seed_average(s, glue) for _, s in g.groupby("seed") if set(s["task"]) == tasks]
         near = next((v for k, v in paper.items() if math.isclose(k, float(frac), rel_tol=1e-6)), math.nan)
         rows.append({"model": model, "size": size, "budget_flops": budget, "share": float(frac),
                      "measured": statistics.median(per_seed) if per_seed else math.nan, "seeds": len(per_seed),

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless everywhere: CI, servers, the GPU box
-
-from matplotlib.figure import Figure  # noqa: E402
-
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from bench.results.report import Report
 
@@ -61,11 +56,21 @@ def model_colors(models: list[str], control: str | None) -> dict[str, str]:
     return out
 
 
+def _new_figure(**kwargs: Any) -> Figure:
+    """matplotlib is imported here, at the first figure, so the formats without plots never load it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless everywhere: CI, servers, the GPU box
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _grid(n: int) -> tuple[Figure, list[Any]]:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     width = PANEL_W * cols if n > 1 else PANEL_W * 1.35  # a lone panel gets room for its legend
-    fig = Figure(figsize=(width, PANEL_H * rows), dpi=DPI, layout="constrained")
+    fig = _new_figure(figsize=(width, PANEL_H * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from bench.results.report import short_error
+from bench.results.tables import short_error
 from bench.results.store import Store
 
 COLUMNS = ["id", "kind", "model", "task", "seed", "status", "attempts", "job_id", "node", "elapsed_s", "error"]

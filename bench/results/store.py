@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 from bench.errors import StoreError
 
+DB_NAME = "bench.db"  # the store's file in a results folder
 SCHEMA_VERSION = 3  # 1: runs + metrics (no claims); 2: attempts, owner, heartbeat; 3: job_id, node
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

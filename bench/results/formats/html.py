@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.results.report import (LEVEL, claims_frame, display_frame, leaderboard_caption, render, render_leaderboard)
+from bench.results.claims import LEVEL, claims_frame
+from bench.results.formats.markdown import display_frame, leaderboard_caption, render, render_leaderboard, report_tasks
 from bench.results.stats import MIN_SEEDS_FOR_CLAIM, PAPER_SEEDS
 
 if TYPE_CHECKING:
+    from bench.results.claims import PairClaim
     from bench.results.plots import PlotImage
-    from bench.results.report import PairClaim, Report
+    from bench.results.report import Report
 
 CSS = """
 :root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #ffffff; --soft: #f5f7f9;
@@ -202,7 +204,7 @@ def _provenance(report: Report) -> str:
 
 def render_html(report: Report, images: list[PlotImage]) -> str:
     """The whole report as one HTML document; every image is an embedded data: URI."""
-    tasks = sorted(report.comparison["task"].unique()) if not report.comparison.empty else []
+    tasks = report_tasks(report)
     n_pre = sum(r["kind"] == "pretrain" and r["status"] == "done" for r in report.runs)
     n_ft = sum(r["kind"] == "finetune" and r["status"] == "done" for r in report.runs)
     n_failed = sum(r["status"] == "failed" for r in report.runs)
@@ -237,3 +239,8 @@ def render_html(report: Report, images: list[PlotImage]) -> str:
 
 def _wrap(table_html: str, empty: bool) -> str:
     return "<p class='caption'>(no rows)</p>" if empty else f"<div class='table-wrap'>{table_html}</div>"
+
+
+def render_report(report: Report, *, images: list[PlotImage] | None = None) -> str:
+    """The format's entry point: the HTML document with `images` (plots.report_plots) embedded."""
+    return render_html(report, images or [])

@@ -1,0 +1,318 @@
+"""Tables read from the store: one row per pretraining run, per fine-tuning run, and the comparison.
+
+The comparison table has one row per model, size, task and pretraining-FLOPs point (curve
+points included); the leaderboard one row per model configuration. Nothing here trains or
+recomputes a run.
+
+FLOPs in two conventions. `pretrain_flops` is counted in the convention the budget was matched
+in (`budget_convention`: what "matched FLOPs" means for that row), and the table always shows
+both conventions beside it as well, `pretrain_flops_paper` and `pretrain_flops_executed`, so one
+of the two repeats `pretrain_flops` and neither is ever "the other one" by position. A curve
+point's FLOPs in each convention are its step times the run's per-step cost in that convention
+(the `flops_per_step_*` metrics; stores without them scale the run's totals by steps).
+
+Wall-clock per point (`pretrain_wall_s`) is the checkpoint's own time where the checkpoint series
+records it, else the time at that step interpolated from the timestamps of the logged pretraining
+series (the loop stamps every logging step), else the run's wall time pro rata of steps.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from bench.results.store import Store, canonical_json
+
+COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
+           "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
+           "score_max", "seeds"]
+CONVENTIONS = ("paper", "executed")  # pretrain_flops_<convention>: both always shown beside the budget's
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+GLUE_PAPER = "glue_paper_scores"  # df.attrs key: same key -> median of the metric the paper's GLUE score uses
+# The ELECTRA paper's GLUE score: Spearman for STS-B, Matthews for CoLA, accuracy for the rest
+# (so MRPC and QQP count accuracy, not their F1 headline), averaged without WNLI.
+PAPER_GLUE_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr", "mrpc": "accuracy", "qqp": "accuracy"}
+GLUE_AVERAGE_EXCLUDES = ("wnli",)
+SEED_SCORES = "seed_scores"  # df.attrs key: (model, size, task, budget, pretrain_flops) -> per-seed scores
+
+
+def paper_metric_column(task: str) -> str:
+    """The fine-tuning frame's column holding the metric the paper's GLUE score uses for `task`."""
+    return f"metric_{PAPER_GLUE_METRIC.get(task, 'accuracy')}"
+
+
+# --- frames straight from the store ---------------------------------------------------------------
+
+
+def pretrain_frame(store: Store) -> pd.DataFrame:
+    rows = []
+    for r in store.runs(kind="pretrain"):
+        m = store.final_metrics(r["id"])
+        spec = r["spec"]
+        conv = spec.get("convention", "paper")
+        ckpts = store.series(r["id"], "checkpoint")
+        walls = _checkpoint_walls(store, r["id"], ckpts, m)
+        points = {p.value: (p.step, p.flops, w) for p, w in zip(ckpts, walls)}  # fraction -> (step, FLOPs, wall)
+        rows.append({
+            "pretrain_id": r["id"], "model": r["model"], "size": r["size"], "budget_flops": r["budget"],
+            "budget_text": spec.get("budget", {}).get("text"), "convention": conv,
+            "steps": m.get("steps", 0), "flops": m.get(f"flops_{conv}", 0.0),
+            "flops_paper": m.get("flops_paper", 0.0), "flops_executed": m.get("flops_executed", 0.0),
+            "flops_per_step_paper": m.get("flops_per_step_paper", math.nan),
+            "flops_per_step_executed": m.get("flops_per_step_executed", math.nan),
+            "wall_s": m.get("wall_s", 0.0), "tokens_per_s": m.get("tokens_per_s", 0.0),
+            "params": m.get("params", math.nan), "encoder_params": m.get("encoder_params", math.nan),
+            "pretrains": bool(spec.get("pretrains", True)), "external": spec.get("external"),
+            "points": points, "code_version": r["code_version"], "git_sha": r["git_sha"],
+            "device": r["environment"].get("device"), "started_at": r["started_at"],
+        })
+    return pd.DataFrame(rows)
+
+
+def wall_at_steps(known: Iterable[tuple[float, float]], steps: Iterable[float]) -> list[float]:
+    """Seconds at each of `steps`, linear between the known (step, seconds) points; the run starts at (0, 0)."""
+    pts = dict([(0.0, 0.0)] + [(float(k), float(w)) for k, w in known])  # a repeated step keeps its last time
+    xs = sorted(pts)
+    return [float(v) for v in np.interp([float(x) for x in steps], xs, [pts[x] for x in xs])]
+
+
+def _checkpoint_walls(store: Store, run_id: str, ckpts: list[Any], m: dict[str, float]) -> list[float]:
+    """Each checkpoint's pretraining wall-clock: as recorded with the checkpoint, else interpolated from the
+    logged series' timestamps and the run's end (steps, wall_s)."""
+    if all(p.wall_s is not None for p in ckpts):
+        return [float(p.wall_s) for p in ckpts]
+    known = [(x.step, x.wall_s) for x in store.series(run_id, "loss") if x.wall_s is not None]
+    if m.get("steps") and m.get("wall_s"):
+        known.append((m["steps"], m["wall_s"]))
+    walls = wall_at_steps(known, [p.step for p in ckpts])
+    return [float(p.wall_s) if p.wall_s is not None else w for p, w in zip(ckpts, walls)]
+
+
+def flops_in(parent: dict[str, Any], step: float, convention: str) -> float:
+    """A point's pretraining FLOPs in `convention`: step x the run's per-step cost, else its total pro rata."""
+    per = parent.get(f"flops_per_step_{convention}")
+    if per is not None and per == per:
+        return float(step) * float(per)
+    total, steps = float(parent.get(f"flops_{convention}") or 0.0), parent.get("steps") or 0
+    return total * float(step) / float(steps) if steps else total
+
+
+def finetune_frame(store: Store) -> pd.DataFrame:
+    """One row per finished fine-tuning run (one seed)."""
+    pre = {r["pretrain_id"]: r for r in pretrain_frame(store).to_dict("records")}
+    rows = []
+    for r in store.runs(kind="finetune"):
+        m = store.final_metrics(r["id"])
+        parent = pre.get(r["parent_id"], {})
+        frac = r["spec"].get("fraction", 1.0)
+        step, flops, wall = (parent.get("points") or {}).get(frac, (None, None, None))
+        if step is None:  # no checkpoint series (controls, external checkpoints): the run's totals
+            step, flops, wall = parent.get("steps", 0), parent.get("flops", 0.0), parent.get("wall_s", 0.0)
+        row = {"run_id": r["id"], "pretrain_id": r["parent_id"], "model": r["model"], "size": r["size"],
+               "task": r["task"], "seed": r["seed"], "fraction": frac,
+               "budget_flops": parent.get("budget_flops", 0.0), "pretrain_steps": step, "pretrain_flops": flops,
+               **{f"pretrain_flops_{c}": flops_in(parent, step, c) if parent else 0.0 for c in CONVENTIONS},
+               "pretrain_wall_s": wall,
+               "tokens_per_s": parent.get("tokens_per_s", 0.0), "score": m.get("score"),
+               "finetune_wall_s": m.get("train_wall_s", 0.0) + m.get("eval_wall_s", 0.0),
+               "code_version": r["code_version"],
+               # runs with other fine-tuning settings (e.g. --epochs) are other rows, never extra seeds
+               "settings": canonical_json(r["spec"].get("settings", {})),
+               # runs on other task data (a file edited since) are other rows too
+               "task_data": r["spec"].get("task_data", ""),
+               # and runs of another version of a plug-in task's code
+               "task_code": r["spec"].get("code", "")}
+        row.update({k: v for k, v in m.items() if k.startswith("metric_")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _near(value: float, wanted: list[float]) -> bool:
+    return any(abs(value - w) <= 1e-6 * max(abs(w), 1) for w in wanted)
+
+
+def filter_finetune(ft: pd.DataFrame, *, run_ids: Iterable[str] | None = None,
+                    pretrain_ids: Iterable[str] | None = None,
+                    tasks: Iterable[str] | None = None, models: Iterable[str] | None = None,
+                    sizes: Iterable[str] | None = None, budgets: Iterable[float] | None = None,
+                    fractions: Iterable[float] | None = None) -> pd.DataFrame:
+    """The report's filters. A budget filter keeps runs that spent no pretraining FLOPs (the control)."""
+    if ft.empty:
+        return ft
+    for col, wanted in (("run_id", run_ids), ("pretrain_id", pretrain_ids), ("task", tasks), ("model", models),
+                        ("size", sizes), ("fraction", fractions)):
+        if wanted is not None:
+            ft = ft[ft[col].isin(list(wanted))]
+    if budgets is not None:
+        wanted = [float(b) for b in budgets]
+        # a no-pretraining control matches every budget: it is the baseline of each comparison
+        ft = ft[ft["budget_flops"].apply(lambda b: not b or _near(b, wanted))]
+    return ft
+
+
+def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate per-seed rows to the comparison table; per-seed scores go to df.attrs[SEED_SCORES]."""
+    if ft.empty:
+        df = pd.DataFrame(columns=COLUMNS)
+        df.attrs[SEED_SCORES] = {}
+        return df
+    rows, scores_by_key, glue_by_key = [], {}, {}
+    for _, g in ft.groupby(["pretrain_id", "task", "fraction", "settings", "task_data", "task_code"], sort=False):
+        first = g.iloc[0]
+        scores = [float(s) for s in g["score"]]
+        rows.append({
+            "model": first["model"], "size": first["size"], "task": first["task"],
+            "budget_flops": first["budget_flops"], "pretrain_steps": int(first["pretrain_steps"]),
+            "pretrain_flops": first["pretrain_flops"], "pretrain_flops_paper": first["pretrain_flops_paper"],
+            "pretrain_flops_executed": first["pretrain_flops_executed"], "pretrain_wall_s": first["pretrain_wall_s"],
+            "tokens_per_s": first["tokens_per_s"], "finetune_wall_s": statistics.median(g["finetune_wall_s"]),
+            "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
+            "seeds": len(scores),
+        })
+        # groups come in run order, so a later run of the same point (new code version) wins
+        scores_by_key[_key(rows[-1])] = scores
+        col = paper_metric_column(first["task"])
+        if col in g and g[col].notna().all():
+            glue_by_key[_key(rows[-1])] = statistics.median(float(v) for v in g[col])
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = df.sort_values(["task", "size", "model", "pretrain_flops"], kind="stable").reset_index(drop=True)
+    df.attrs[SEED_SCORES] = scores_by_key
+    df.attrs[GLUE_PAPER] = glue_by_key
+    return df
+
+
+def comparison_table(store: Store, *, run_ids: Iterable[str] | None = None,
+                     pretrain_ids: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
+                     models: Iterable[str] | None = None, sizes: Iterable[str] | None = None,
+                     budgets: Iterable[float] | None = None, fractions: Iterable[float] | None = None) -> pd.DataFrame:
+    """The comparison: seeds aggregated to median, min and max of the headline score.
+
+    Columns exactly COLUMNS; the per-seed scores ride along in `df.attrs["seed_scores"]`.
+    """
+    ft = filter_finetune(finetune_frame(store), run_ids=run_ids, pretrain_ids=pretrain_ids, tasks=tasks, models=models,
+                         sizes=sizes, budgets=budgets, fractions=fractions)
+    return comparison_from(ft)
+
+
+def _key(row: dict[str, Any] | pd.Series) -> tuple[str, str, str, float, float]:
+    return (str(row["model"]), str(row["size"]), str(row["task"]), float(row["budget_flops"] or 0.0),
+            float(row["pretrain_flops"]))
+
+
+def short_error(error: str | None) -> str:
+    """A run's error in a few words for a table cell: a traceback's last line, or the first clause."""
+    text = (error or "failed").strip()
+    if text.startswith("Traceback"):
+        text = text.splitlines()[-1]
+    first = text.split(": ", 1)[0] if text.startswith(("pretraining diverged", "interrupted")) else text
+    return first if len(first) <= 80 else first[:77] + "..."
+
+
+def failed_rows(store: Store, pretrain_ids: Iterable[str], finetune_ids: Iterable[str],
+                tasks: Iterable[str]) -> pd.DataFrame:
+    """Rows in COLUMNS for planned configurations without a result: a failed pretraining run (once
+    per task) and a fine-tuning point none of whose seeds finished. The reason stands where the
+    score would."""
+    rows = []
+    for pid in pretrain_ids:
+        r = store.run(pid)
+        if r is None or r["status"] == "done":
+            continue
+        error = short_error(r["error"]) if r["status"] == "failed" else "not finished"
+        reason = error if error.startswith("pretraining") else f"pretraining {error}"
+        for task in tasks:
+            rows.append(_failed_row(r, task, reason))
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for fid in finetune_ids:
+        r = store.run(fid)
+        if r is not None:
+            groups.setdefault((r["parent_id"], r["task"], r["spec"].get("fraction", 1.0)), []).append(r)
+    for runs in groups.values():
+        if runs and not any(r["status"] == "done" for r in runs):
+            failed = [r for r in runs if r["status"] == "failed"]
+            if failed:
+                rows.append(_failed_row(failed[0], failed[0]["task"], f"fine-tuning {short_error(failed[0]['error'])}"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _failed_row(r: dict[str, Any], task: str, reason: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update({"model": r["model"], "size": r["size"], "task": task, "budget_flops": r["budget"],
+                "score_median": reason, "seeds": 0})
+    return row
+
+
+def seed_scores_of(df: pd.DataFrame, row: dict[str, Any]) -> list[float] | None:
+    return df.attrs.get(SEED_SCORES, {}).get(_key(row))
+
+
+def full_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Each model's full-budget point per task, size and budget; older duplicate runs dropped."""
+    if df.empty:
+        return df
+    keys = ["model", "size", "task", "budget_flops"]
+    top = df["pretrain_flops"] == df.groupby(keys)["pretrain_flops"].transform("max")
+    return df[top].drop_duplicates(keys, keep="last")
+
+
+# --- leaderboard ------------------------------------------------------------------------------------
+
+
+def leaderboard(df: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model configuration (model, size, budget), ranked by the headline score.
+
+    The headline is the mean over tasks of each task's median score at the full budget; for GLUE
+    tasks the paper's GLUE score (PAPER_GLUE_METRIC, WNLI left out). Configurations missing a task
+    rank after complete ones.
+    """
+    full = full_budget(df)
+    if full.empty:
+        return pd.DataFrame(columns=["rank", "model", "size", "budget_flops", "params", "pretrain_flops",
+                                     "pretrain_wall_s", "tokens_per_s", "score", "seeds"])
+    tasks = sorted(full["task"].unique())
+    score_col = score_column(tasks)
+    info = _params_by_config(pre)
+    rows = []
+    glue_paper = df.attrs.get(GLUE_PAPER, {})
+    for (model, size, budget), g in full.groupby(["model", "size", "budget_flops"], sort=False):
+        per_task = dict(zip(g["task"], g["score_median"]))
+        averaged = per_task
+        if score_col == "glue_avg":  # the paper's metric per task, WNLI left out
+            averaged = {t: glue_paper.get(_key(r), r["score_median"]) for r in g.to_dict("records")
+                        if (t := r["task"]) not in GLUE_AVERAGE_EXCLUDES} or per_task
+        row: dict[str, Any] = {"model": model, "size": size, "budget_flops": float(budget),
+                               "params": info.get((model, size, float(budget)), math.nan),
+                               "pretrain_flops": float(g["pretrain_flops"].max()),
+                               "pretrain_wall_s": float(g["pretrain_wall_s"].max()),
+                               "tokens_per_s": float(g["tokens_per_s"].max())}
+        for t in tasks:
+            row[t] = per_task.get(t, math.nan)
+        row[score_col] = statistics.fmean(averaged.values())
+        row["seeds"] = int(g["seeds"].min())
+        row["_complete"] = len(per_task) == len(tasks)
+        rows.append(row)
+    board = pd.DataFrame(rows).sort_values(["_complete", score_col], ascending=[False, False], kind="stable")
+    board = board.drop(columns="_complete").reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    if len(tasks) == 1:  # one task: its column is the headline already
+        board = board.drop(columns=tasks)
+    return board
+
+
+def score_column(tasks: list[str]) -> str:
+    if len(tasks) <= 1:
+        return "score"
+    return "glue_avg" if all(t in GLUE_TASKS for t in tasks) else "avg_score"
+
+
+def _params_by_config(pre: pd.DataFrame | None) -> dict[tuple[str, str, float], float]:
+    """Encoder parameters (what is fine-tuned) per configuration; the latest run wins."""
+    if pre is None or pre.empty:
+        return {}
+    return {(r["model"], r["size"], float(r["budget_flops"] or 0.0)): r["encoder_params"]
+            for r in pre.to_dict("records")}
+
