@@ -397,3 +397,99 @@ def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
     assert board.loc[0, "glue_avg"] == pytest.approx((0.30 + 0.70) / 2)
     assert board.loc[0, "mrpc"] == pytest.approx(0.80)  # per-task columns keep the headline
 
+
+# --- tidy frames and Parquet ------------------------------------------------------------------------
+
+
+def _add_failed(store: Store) -> str:
+    run_id = "ft-bert-tiny-sst2-failed"
+    store.claim(run_id, kind="finetune", model="bert", spec={"model": "bert", "task": "sst2", "seed": 9},
+                code_version="src-test", task="sst2", size="tiny", seed=9, parent_id="pt-bert-tiny-1.6e+13",
+                environment=ENV)
+    store.fail(run_id, "RuntimeError: out of memory")
+    return run_id
+
+
+def test_runs_frame_has_one_row_per_run_with_spec_and_environment_columns(store):
+    from bench.results.tidy import RUN_COLUMNS, runs_frame
+
+    failed = _add_failed(store)
+    frame = runs_frame(store)
+    assert len(frame) == len(store.runs(status=None)) == 37  # 3 pretraining + 2 x 5 x 3 + 3 control + 1 failed
+    assert list(frame.columns[:len(RUN_COLUMNS)]) == RUN_COLUMNS and frame["run_id"].is_unique
+    row = frame.set_index("run_id").loc["ft-electra-tiny-sst2-0.25-2-1.6e+13"]
+    assert (row["kind"], row["model"], row["task"], row["seed"], row["status"]) == ("finetune", "electra", "sst2", 2,
+                                                                                    "done")
+    assert (row["spec.fraction"], row["spec.settings.lr"], row["spec.settings.epochs"]) == (0.25, 3e-4, 3)
+    assert (row["env.device"], row["env.packages.torch"], row["git_sha"]) == ("cpu", "2.13.0", "abc123")
+    assert row["wall_s"] >= 0 and row["parent_id"] == "pt-electra-tiny-1.6e+13"
+    bad = frame.set_index("run_id").loc[failed]
+    assert bad["status"] == "failed" and bad["error"] == "RuntimeError: out of memory"
+    pre = frame.set_index("run_id").loc["pt-electra-tiny-1.6e+13"]
+    assert pre["spec.budget.kind"] == "flops" and pre["spec.budget.value"] == BUDGET
+
+
+def test_metrics_frame_has_every_metric_point(store):
+    from bench.results.tidy import METRIC_COLUMNS, metrics_frame
+
+    frame = metrics_frame(store)
+    con = sqlite3.connect(store.path)
+    assert len(frame) == con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+    con.close()
+    assert list(frame.columns) == METRIC_COLUMNS
+    pt = frame[frame["run_id"] == "pt-electra-tiny-1.6e+13"]
+    ckpt = pt[pt["name"] == "checkpoint"].sort_values("step")
+    assert list(ckpt["value"]) == list(FRACTIONS) and ckpt["step"].iloc[-1] == 160
+    loss = pt[pt["name"] == "disc_loss"]
+    assert len(loss) == 16 and loss["wall_s"].iloc[0] == 7.5  # logged every 10 steps, 0.75 s a step
+    final = frame[(frame["run_id"] == "ft-bert-tiny-sst2-1-0-1.6e+13") & frame["step"].isna()]
+    assert dict(zip(final["name"], final["value"]))["score"] == pytest.approx(0.79)
+
+
+def test_parquet_holds_the_long_table_one_row_per_run(store, tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: `pip install pyarrow`")
+    import pandas as pd
+
+    from bench.results import formats
+
+    _add_failed(store)
+    rep = build_report(store)
+    out = formats.write(rep, "parquet", tmp_path / "out" / "runs.parquet", store=store)
+    back = pd.read_parquet(out)
+    assert len(back) == len(store.runs(status=None)) == 37
+    assert {"run_id", "kind", "model", "status", "spec.settings.lr", "env.device", "metric.score",
+            "metric.steps", "metric.flops_paper"} <= set(back.columns)
+    rows = back.set_index("run_id")
+    for run in store.runs():  # every final metric of every finished run, exactly as stored
+        for name, value in store.final_metrics(run["id"]).items():
+            assert rows.loc[run["id"], f"metric.{name}"] == value
+    assert rows.loc["pt-electra-tiny-1.6e+13", "metric.steps"] == 160
+    assert math.isnan(rows.loc["pt-electra-tiny-1.6e+13", "metric.score"])  # a pretraining run has no score
+    assert rows.loc["ft-bert-tiny-sst2-failed", "status"] == "failed"
+
+
+def test_parquet_of_a_filtered_report_keeps_only_its_runs(results, tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: `pip install pyarrow`")
+    import pandas as pd
+
+    from bench.results import formats
+
+    with Store(results / "bench.db") as s:
+        rep = build_report(s, tasks=["mrpc"])
+        back = pd.read_parquet(formats.write(rep, "parquet", tmp_path / "mrpc.parquet", store=s))
+    assert set(back["run_id"]) == {r["id"] for r in rep.runs}
+    assert set(back.loc[back["kind"] == "finetune", "task"]) == {"mrpc"} and (back["kind"] == "pretrain").sum() == 3
+
+
+def test_formats_refuse_what_they_cannot_do(store, tmp_path):
+    from bench.errors import ConfigError
+    from bench.results import formats
+
+    rep = build_report(store)
+    with pytest.raises(ConfigError, match="binary file"):
+        formats.render(rep, "parquet")
+    with pytest.raises(ConfigError, match="pass store="):
+        formats.write(rep, "parquet", tmp_path / "x.parquet")
+    with pytest.raises(ConfigError, match="unknown report format 'xlsx'.*md, html, csv, latex, json, parquet"):
+        formats.render(rep, "xlsx")
+    assert formats.write(rep, "md", tmp_path / "r.md").read_text() == formats.render(rep, "md")

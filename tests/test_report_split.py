@@ -107,8 +107,9 @@ def _module_level_imports(path: Path) -> set[str]:
 
 def test_every_report_module_is_in_the_graph_and_the_layout_holds():
     graph = import_graph()
-    assert {"bench.results.tables", "bench.results.claims", "bench.results.report",
-            "bench.results.formats", "bench.results.formats.markdown", "bench.results.formats.html"} <= set(graph)
+    assert {"bench.results.tables", "bench.results.claims", "bench.results.report", "bench.results.tidy",
+            "bench.results.formats", "bench.results.formats.markdown", "bench.results.formats.html",
+            "bench.results.formats.parquet"} <= set(graph)
     # the direction the layout names: each of these never reaches back
     assert "bench.results.claims" in graph["bench.results.report"]
     assert "bench.results.tables" in graph["bench.results.claims"]
@@ -140,9 +141,9 @@ def test_formats_package_imports_neither_pandas_nor_matplotlib():
 
 def test_the_report_path_loads_no_heavy_package():
     """Reading a store and rendering md/csv/json/latex never imports torch, matplotlib, scipy, ..."""
-    code = ("import sys; import bench.results.report, bench.results.paper, bench.results.status; "
-            "from bench.results import formats; "
-            "[formats.module_of(f) for f in ('md', 'csv', 'json', 'latex', 'html')]; "
+    code = ("import sys; import bench.results.report, bench.results.paper, bench.results.status, "
+            "bench.results.tidy; from bench.results import formats; "
+            "[formats.module_of(f) for f in ('md', 'csv', 'json', 'latex', 'html', 'parquet')]; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from bench.errors import StoreError
 
@@ -425,6 +425,13 @@ class Store:
         rows = self._read("SELECT name, value, step, flops, wall_s FROM metrics WHERE run_id = ? AND name = ?"
                           " AND step IS NOT NULL ORDER BY step", (run_id, name))
         return [Metric(r["name"], r["value"], r["step"], r["flops"], r["wall_s"]) for r in rows]
+
+    def metric_rows(self, run_ids: Iterable[str] | None = None) -> list[tuple[Any, ...]]:
+        """Every metric point in one query, in write order: (run_id, name, step, value, flops, wall_s); step is
+        None for a final value. `run_ids` keeps only those runs' points."""
+        rows = self._read("SELECT run_id, name, step, value, flops, wall_s FROM metrics ORDER BY rowid")
+        wanted = None if run_ids is None else set(run_ids)
+        return [tuple(r) for r in rows if wanted is None or r[0] in wanted]
 
 
 def canonical_json(obj: Any) -> str:

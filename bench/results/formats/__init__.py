@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from bench.results.report import Report
     from bench.results.store import Store
 
-FORMATS = ("md", "html", "csv", "latex", "json")
-BINARY: frozenset[str] = frozenset()  # written to a file only, never printed
+FORMATS = ("md", "html", "csv", "latex", "json", "parquet")
+BINARY = frozenset({"parquet"})  # written to a file only, never printed
 NEEDS_IMAGES = frozenset({"html"})  # embed the plots (plots.report_plots)
-MODULES = {"md": "markdown", "html": "html", "csv": "csv_format", "latex": "latex", "json": "json_format"}
+MODULES = {"md": "markdown", "html": "html", "csv": "csv_format", "latex": "latex", "json": "json_format",
+           "parquet": "parquet"}
 
 
 def module_of(fmt: str) -> ModuleType:
