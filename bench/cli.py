@@ -19,6 +19,7 @@ import click
 
 from bench.distributed import launched
 from bench.errors import BenchError, Interrupted
+from bench.results.formats import BINARY, FORMATS  # light: names only, no pandas (the report path stays fast)
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,8 +114,12 @@ def main() -> None:
 @click.option("--qos", "executor__qos", help="SLURM quality of service.")
 @click.option("--processes-per-job", "executor__processes_per_job", type=click.IntRange(min=1),
               help="Processes per job: > 1 makes each job a DDP run (one per GPU).")
+@click.option("--tracker", "trackers", multiple=True, metavar="NAME",
+              help="Experiment tracker to log runs to: tensorboard|mlflow|wandb|aim (repeatable; also [run] trackers "
+              "in bench.toml). Views of the store: the store stays the record.")
 @_friendly
-def run(config: str | None, epochs: float | None, suite: str | None, **flags: Any) -> None:
+def run(config: str | None, epochs: float | None, suite: str | None, trackers: tuple[str, ...],
+        **flags: Any) -> None:
     """Pretrain each model on the same FLOP budget, fine-tune over seeds, store and compare.
 
     Runs already done in the results store are skipped, so re-running the same command only
@@ -124,89 +129,38 @@ def run(config: str | None, epochs: float | None, suite: str | None, **flags: An
     bench run --suite paper-table5 --size tiny --seeds 2   the paper's Table 5 at CPU scale,
                                                          beside the published numbers
     """
-    from bench.config import load_experiment
-    from bench.plan import plan_experiment
-    import pandas as pd
+    from bench.api import execute
 
-    from bench.results.report import comparison_table, failed_rows, render, verdict_lines
-    from bench.runner import Runner, register_config_entries
+    if trackers:  # only when given: [run] trackers in bench.toml otherwise
+        flags["trackers"] = tuple(trackers)
+    result = execute(flags, config=config, suite=suite, epochs=epochs, echo=click.echo)
+    if result.exit_code is not None:  # a follower rank under a launcher: rank 0 prints and records
+        sys.exit(result.exit_code)
+    from bench.results.formats.markdown import leaderboard_caption, render, render_leaderboard
 
-    from bench.distributed import init
-
-    ranks = init()  # under torchrun / accelerate launch: join the process group first
-    if flags.get("control") is not None and flags["control"].lower() in ("none", ""):
-        flags["control"] = ""
-    exp = load_experiment(config, flags, suite=suite)
-    if exp.control == "":
-        import dataclasses
-
-        exp = dataclasses.replace(exp, control=None)
-    register_config_entries(exp)
-    tasks = _expand_tasks(exp.task, exp.data_dir)
-    plan = plan_experiment(exp, curve=exp.curve, epochs=epochs, tasks=tasks)
-    say = (lambda s: None) if exp.quiet else click.echo
-    runner = Runner(plan, progress=not exp.quiet, echo=click.echo, ranks=ranks)
-    plan = runner.prepare()  # everything checked, data prepared, before the first step
-    if not ranks.is_main:
-        sys.exit(runner.follow())  # train each run with rank 0, which prints and records
-    say(f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; "
-        f"size {plan.size.name}, budget {plan.budget.text} ({plan.budget.value:.3g} "
-        f"{'s' if plan.budget.is_time else 'FLOPs, ' + exp.budget_convention + ' convention'}), "
-        f"results in {exp.results_dir}")
-    summary = runner.run()
-    df = comparison_table(runner.store, run_ids=[f.id for f in plan.finetune_runs])
-    failed = failed_rows(runner.store, [p.id for p in plan.pretrain_runs], [f.id for f in plan.finetune_runs],
-                         plan.task_names)
-    click.echo(render(df if failed.empty else pd.concat([df, failed], ignore_index=True), "md"))
-    for line in verdict_lines(df, exp.control):
+    click.echo(render(result.table, "md"))
+    for line in result.verdicts:
         click.echo(line)
-    if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
-        from bench.results.report import leaderboard, leaderboard_caption, pretrain_frame, render_leaderboard
-
-        board = leaderboard(df, pretrain_frame(runner.store))
-        click.echo("\n" + render_leaderboard(board, "md", plan.task_names))
-        click.echo(leaderboard_caption(board))
-    if exp.suite:  # the paper's numbers beside the measured ones, and whether the ordering agrees
-        from bench.results.paper import suite_lines
-        from bench.results.report import filter_finetune, finetune_frame
-        from bench.suite import load_suite
-
-        ft = filter_finetune(finetune_frame(runner.store), run_ids=[f.id for f in plan.finetune_runs])
-        for line in suite_lines(ft, load_suite(exp.suite), exp.control, exp.budget_convention,
-                                models=[*exp.models, *([exp.control] if exp.control else [])]):
-            click.echo(line)
-    extra = "".join(f", {n} {what}" for n, what in ((summary.resumed, "resumed from a resume state"),
-                                                     (summary.retried, "retried after a failed or dead attempt"),
-                                                     (summary.submitted, "submitted as jobs"),
-                                                     (summary.adopted, "jobs of an earlier driver collected"))
-                    if n)
-    click.echo(f"done in {summary.wall_s:.0f}s: {summary.pretrained} pretrained, {summary.finetuned} fine-tuned, "
-               f"{summary.skipped} already in the store{extra}.")
-    if summary.failed:
-        click.echo(f"{len(summary.failed)} run(s) failed (recorded in the store; re-run to retry):", err=True)
-        for f in summary.failed:
-            click.echo(f"  {f}", err=True)
+    if result.leaderboard is not None:  # several tasks (e.g. --task glue): the leaderboard carries the average
+        click.echo("\n" + render_leaderboard(result.leaderboard, "md", result.tasks))
+        click.echo(leaderboard_caption(result.leaderboard))
+    for line in result.suite_lines:
+        click.echo(line)
+    click.echo(result.summary_line())
+    failures = result.failure_lines()
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
         sys.exit(1)
-
-
-def _expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
-    if task != "glue":
-        return (task,)
-    from bench.errors import DataError
-    from tasks.glue import available_glue_tasks
-
-    found = tuple(available_glue_tasks(data_dir))
-    if not found:
-        raise DataError(f"--task glue: no GLUE task data under {data_dir}/glue/ (set BENCH_DATA_DIR or --data).")
-    return found
 
 
 @main.command()
 @click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "latex", "json"]), default="md",
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="md",
               show_default=True, help="md: comparison table, leaderboard and claim sentences (terminal); html: one "
               "self-contained file with plots embedded; latex: the tables and claims; csv/json: the comparison rows "
-              "at full precision (one per model, size, task and pretraining-FLOPs point).")
+              "at full precision (one per model, size, task and pretraining-FLOPs point); parquet: one row per run "
+              "(spec, environment, final metrics) for pandas, polars or DuckDB, written with --out (needs pyarrow).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Also write the plots (score vs FLOPs, pretraining loss vs FLOPs, final scores) as PNG and SVG "
@@ -230,6 +184,7 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     bench report                                     comparison table, leaderboard, claims
     bench report --format html --out results/report.html
     bench report --format csv --task sst2 > sst2.csv
+    bench report --format parquet --out runs.parquet one row per run, for pandas or DuckDB
     bench report --plots results/plots               also PNG + SVG figures
 
     Claims compare every pair of models on the same task and size at the same FLOP budget
@@ -237,47 +192,24 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
     interval over fine-tuning seeds and, with curves (`bench run --curve`), the compute each
     needs to reach the other's best score.
     """
-    from bench.results.report import build_report, render_report
-    from bench.runner import DB_NAME
-    from bench.results.store import Store
+    if fmt in BINARY and not out:
+        raise BenchError(f"--format {fmt} writes a binary file, not text for the terminal: give --out FILE "
+                         f"(e.g. --out results/runs.{fmt}).")
+    from bench.api import report as build
 
-    db = Path(results) / DB_NAME
-    if not db.exists():
-        raise BenchError(f"no results store at {db}: run `bench run` first, or point --results at the folder holding it.")
-    ctrl = None if control.lower() in ("none", "") else control
-    the_suite = None
-    if suite:
-        from bench.config import load_experiment
-        from bench.suite import load_suite
-
-        the_suite = load_suite(suite)  # a ConfigError naming the known suites when there is none
-        if not model:  # the suite's models and its control
-            exp = load_experiment(suite=suite)
-            model = tuple(exp.models) + ((exp.control,) if exp.control else ())
-    with Store(db) as store:
-        store.check_integrity()  # a damaged store is an error, never a silently partial report
-        rep = build_report(store, tasks=task or None, models=model or None, sizes=size or None,
-                           budgets=budget or None, control=ctrl)
+    view = build(results, task=task or None, model=model or None, size=size or None, budget=budget or None,
+                 control=control, suite=suite)
     images = []
     if fmt == "html" or plots_dir:
-        from bench.results.plots import report_plots, write_plots
-
-        images = report_plots(rep)
+        images = view.images()
         if plots_dir:
-            written = write_plots(images, plots_dir)
+            written = view.write_plots(plots_dir)
             click.echo(f"wrote {len(written)} plot files to {plots_dir}", err=True)
-    text = render_report(rep, fmt, images=images)
-    if the_suite is not None and fmt == "md":
-        from bench.results.paper import suite_lines
-
-        text = text.rstrip("\n") + "\n" + "\n".join(suite_lines(rep.seeds, the_suite, rep.control, rep.convention,
-                                                                models=list(model)))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        view.write(fmt, out, images=images)
         click.echo(f"wrote {out}", err=True)
     else:
-        click.echo(text.rstrip("\n"))
+        click.echo(view.render(fmt, images=images).rstrip("\n"))
 
 
 @main.command()
@@ -294,8 +226,7 @@ def status(results: str, fmt: str, show_all: bool) -> None:
     bench status --all --format csv    everything, for a spreadsheet
     """
     from bench.results.status import status_frame, render_status
-    from bench.results.store import Store
-    from bench.runner import DB_NAME
+    from bench.results.store import DB_NAME, Store
 
     db = Path(results) / DB_NAME
     if not db.exists():
