@@ -24,7 +24,7 @@ import pandas as pd
 from bench.results.stats import (MIN_SEEDS_FOR_CLAIM, Curve, GapCI, SpeedupCI, bootstrap_median_gap,
                                  bootstrap_speedups, claim_sentence, claims_made, range_gap, verdict,
                                  withheld_reasons)
-from bench.results.tables import CONVENTIONS, SEED_SCORES, full_budget, seed_scores_of
+from bench.results.tables import CONVENTIONS, SEED_SCORES, full_budget, is_present, seed_scores_of
 
 FLOPS_MISMATCH = 0.05  # matched in one convention, a pair further apart than this in the other is told so
 CLAIM_ORDER = ("electra", "bert")  # the paper's claim: earlier names are claimed to beat later ones
@@ -85,24 +85,42 @@ def _claim_rank(model: str) -> tuple[int, str]:
     return (CLAIM_ORDER.index(model) if model in CLAIM_ORDER else len(CLAIM_ORDER), model)
 
 
-def _curve(df: pd.DataFrame, row: dict[str, Any]) -> Curve | None:
+CurveKey = tuple[str, str, str, float]  # model, size, task, budget_flops
+
+
+def curve_points(df: pd.DataFrame) -> dict[CurveKey, list[dict[str, Any]]]:
+    """Each model's curve points per size, task and budget: the rows with pretraining FLOPs, in table order, the
+    last row of a FLOPs value kept. Read once, so a claim looks its curves up instead of filtering the table."""
+    groups: dict[CurveKey, list[dict[str, Any]]] = {}
+    for r in df.to_dict("records"):
+        key = (r["model"], r["size"], r["task"], r["budget_flops"])
+        if is_present(key) and (r["pretrain_flops"] or 0) > 0:
+            groups.setdefault(key, []).append(r)
+    out = {}
+    for key, rows in groups.items():
+        last = {r["pretrain_flops"]: i for i, r in enumerate(rows)}  # drop_duplicates(keep="last")
+        out[key] = [r for i, r in enumerate(rows) if last[r["pretrain_flops"]] == i]
+    return out
+
+
+def _curve(df: pd.DataFrame, row: dict[str, Any],
+           points: dict[CurveKey, list[dict[str, Any]]] | None = None) -> Curve | None:
     """A model's compute curve at one budget with each point's per-seed scores and wall-clock, or None with
-    fewer than two points. Without per-seed scores (a frame read back from a file) each point has its median."""
-    pts = df[(df["model"] == row["model"]) & (df["size"] == row["size"]) & (df["task"] == row["task"])
-             & (df["budget_flops"] == row["budget_flops"]) & (df["pretrain_flops"] > 0)]
-    pts = pts.drop_duplicates("pretrain_flops", keep="last")
-    if len(pts) < 2:
+    fewer than two points. Without per-seed scores (a frame read back from a file) each point has its median.
+    `points`: curve_points(df), when the caller looks up many curves."""
+    key = (row["model"], row["size"], row["task"], row["budget_flops"])
+    recs = (curve_points(df) if points is None else points).get(key, []) if is_present(key) else []
+    if len(recs) < 2:
         return None
-    recs = pts.to_dict("records")
     seeds = [seed_scores_of(df, r) or [float(r["score_median"])] for r in recs]
     walls = [float(r["pretrain_wall_s"]) if r.get("pretrain_wall_s") is not None else None for r in recs]
     return Curve.of([float(r["pretrain_flops"]) for r in recs], seeds, walls)
 
 
-def _speedups(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any],
-              level: float) -> tuple[SpeedupCI | None, SpeedupCI | None]:
+def _speedups(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float,
+              points: dict[CurveKey, list[dict[str, Any]]] | None = None) -> tuple[SpeedupCI | None, SpeedupCI | None]:
     """Both directions' speed-ups with their intervals, or (None, None) without two curves."""
-    ca, cb = _curve(df, ra), _curve(df, rb)
+    ca, cb = _curve(df, ra, points), _curve(df, rb, points)
     if ca is None or cb is None:
         return None, None
     ab, ba = bootstrap_speedups(ca, cb, level=level)
@@ -174,6 +192,7 @@ def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) 
     """
     claims: list[PairClaim] = []
     full = full_budget(df)
+    points = curve_points(df)
     for (task, size), g in full.groupby(["task", "size"], sort=True):
         recs = g.to_dict("records")
         ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
@@ -195,7 +214,7 @@ def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) 
                     continue
                 a, b, budget = ra["model"], rb["model"], float(ra["budget_flops"])
                 ci = _gap(df, ra, rb, level)
-                ab, ba = _speedups(df, ra, rb, level)
+                ab, ba = _speedups(df, ra, rb, level, points)
                 withheld = None
                 if ctrl is not None and ab is not None and not {(a, budget), (b, budget)} & beats:
                     withheld = (f"neither {a} nor {b} beats the {ctrl['model']} control at the full budget, so their "

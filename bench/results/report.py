@@ -99,8 +99,9 @@ def _provenance(store: Store, ft_ids: set[str], pt_ids: set[str], *, tasks: Iter
         if ((not tasks or r["task"] in tasks or r["task"] is None) and (not models or r["model"] in models)
                 and (not sizes or r["size"] in sizes)):
             runs.append(r)
+    finals = store.all_final_metrics() if any(r["kind"] == "finetune" for r in runs) else {}
     for r in runs:
         if r["kind"] == "finetune" and r["status"] == "done":
-            r["metrics"] = store.final_metrics(r["id"])
+            r["metrics"] = finals.get(r["id"], {})
     return runs
 

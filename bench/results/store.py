@@ -418,8 +418,17 @@ class Store:
         return [_row(r) for r in self._read(query + " ORDER BY started_at, id", args)]
 
     def final_metrics(self, run_id: str) -> dict[str, float]:
-        rows = self._read("SELECT name, value FROM metrics WHERE run_id = ? AND step IS NULL", (run_id,))
+        rows = self._read("SELECT name, value FROM metrics WHERE run_id = ? AND step IS NULL ORDER BY name, rowid",
+                          (run_id,))
         return {r["name"]: r["value"] for r in rows}
+
+    def all_final_metrics(self) -> dict[str, dict[str, float]]:
+        """final_metrics of every run in one query (run id -> name -> value), in the same order."""
+        out: dict[str, dict[str, float]] = {}
+        for run_id, name, value in self._read("SELECT run_id, name, value FROM metrics WHERE step IS NULL"
+                                              " ORDER BY run_id, name, rowid"):
+            out.setdefault(run_id, {})[name] = value
+        return out
 
     def series(self, run_id: str, name: str) -> list[Metric]:
         rows = self._read("SELECT name, value, step, flops, wall_s FROM metrics WHERE run_id = ? AND name = ?"

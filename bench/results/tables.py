@@ -40,6 +40,20 @@ GLUE_AVERAGE_EXCLUDES = ("wnli",)
 SEED_SCORES = "seed_scores"  # df.attrs key: (model, size, task, budget, pretrain_flops) -> per-seed scores
 
 
+class Shared(dict):
+    """A dict in df.attrs that derived frames share rather than copy: pandas deep-copies attrs on every operation
+    (a filter, a row, to_dict), which over a 1,000-run store took most of `bench report`'s time. Never mutated
+    after the frame is built."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Shared:
+        return self
+
+
+def is_present(values: tuple[Any, ...]) -> bool:
+    """No None or NaN among `values` (pandas' notna for each): a missing key matches nothing."""
+    return all(v is not None and v == v for v in values)
+
+
 def paper_metric_column(task: str) -> str:
     """The fine-tuning frame's column holding the metric the paper's GLUE score uses for `task`."""
     return f"metric_{PAPER_GLUE_METRIC.get(task, 'accuracy')}"
@@ -104,9 +118,10 @@ def flops_in(parent: dict[str, Any], step: float, convention: str) -> float:
 def finetune_frame(store: Store) -> pd.DataFrame:
     """One row per finished fine-tuning run (one seed)."""
     pre = {r["pretrain_id"]: r for r in pretrain_frame(store).to_dict("records")}
+    finals = store.all_final_metrics()  # one query, not one per run
     rows = []
     for r in store.runs(kind="finetune"):
-        m = store.final_metrics(r["id"])
+        m = finals.get(r["id"], {})
         parent = pre.get(r["parent_id"], {})
         frac = r["spec"].get("fraction", 1.0)
         step, flops, wall = (parent.get("points") or {}).get(frac, (None, None, None))
@@ -158,30 +173,35 @@ def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
     """Aggregate per-seed rows to the comparison table; per-seed scores go to df.attrs[SEED_SCORES]."""
     if ft.empty:
         df = pd.DataFrame(columns=COLUMNS)
-        df.attrs[SEED_SCORES] = {}
+        df.attrs[SEED_SCORES] = Shared()
         return df
     rows, scores_by_key, glue_by_key = [], {}, {}
-    for _, g in ft.groupby(["pretrain_id", "task", "fraction", "settings", "task_data", "task_code"], sort=False):
-        first = g.iloc[0]
-        scores = [float(s) for s in g["score"]]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in ft.to_dict("records"):  # plain rows: grouping the frame row by row cost most of a large report
+        key = tuple(r[k] for k in ("pretrain_id", "task", "fraction", "settings", "task_data", "task_code"))
+        if is_present(key):  # as groupby: a row with a missing key is in no group
+            groups.setdefault(key, []).append(r)
+    for g in groups.values():  # in order of first appearance, as groupby(sort=False)
+        first = g[0]
+        scores = [float(r["score"]) for r in g]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
             "budget_flops": first["budget_flops"], "pretrain_steps": int(first["pretrain_steps"]),
             "pretrain_flops": first["pretrain_flops"], "pretrain_flops_paper": first["pretrain_flops_paper"],
             "pretrain_flops_executed": first["pretrain_flops_executed"], "pretrain_wall_s": first["pretrain_wall_s"],
-            "tokens_per_s": first["tokens_per_s"], "finetune_wall_s": statistics.median(g["finetune_wall_s"]),
+            "tokens_per_s": first["tokens_per_s"], "finetune_wall_s": statistics.median(r["finetune_wall_s"] for r in g),
             "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
             "seeds": len(scores),
         })
         # groups come in run order, so a later run of the same point (new code version) wins
         scores_by_key[_key(rows[-1])] = scores
         col = paper_metric_column(first["task"])
-        if col in g and g[col].notna().all():
-            glue_by_key[_key(rows[-1])] = statistics.median(float(v) for v in g[col])
+        if col in first and all(is_present((r[col],)) for r in g):
+            glue_by_key[_key(rows[-1])] = statistics.median(float(r[col]) for r in g)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.sort_values(["task", "size", "model", "pretrain_flops"], kind="stable").reset_index(drop=True)
-    df.attrs[SEED_SCORES] = scores_by_key
-    df.attrs[GLUE_PAPER] = glue_by_key
+    df.attrs[SEED_SCORES] = Shared(scores_by_key)
+    df.attrs[GLUE_PAPER] = Shared(glue_by_key)
     return df
 
 
