@@ -147,3 +147,13 @@ def test_the_report_path_loads_no_heavy_package():
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_report_modules_are_presentation_for_the_code_version():
+    """Editing a report module must not change the code version (part of every run id), and the list must
+    name no file that is gone: every module of bench/results/ but the store is presentation."""
+    from bench.environment import PRESENTATION, ROOT
+
+    assert all((ROOT / rel).is_file() for rel in PRESENTATION), sorted(r for r in PRESENTATION if not (ROOT / r).is_file())
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bench" / "results").rglob("*.py")}
+    assert modules - PRESENTATION == {"bench/results/store.py", "bench/results/__init__.py"}
