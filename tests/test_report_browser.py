@@ -47,6 +47,21 @@ def report_html(tmp_path_factory) -> Path:
     return out
 
 
+# per image: how many of its rows, drawn onto a canvas, are wholly transparent (0 when it decoded whole)
+_TRANSPARENT_ROWS = """els => els.map(e => {
+    const c = document.createElement('canvas'); c.width = e.naturalWidth; c.height = e.naturalHeight;
+    const ctx = c.getContext('2d'); ctx.drawImage(e, 0, 0);
+    const px = ctx.getImageData(0, 0, c.width, c.height).data;
+    let empty = 0;
+    for (let y = 0; y < c.height; y++) {
+        let seen = false;
+        for (let x = 0; x < c.width && !seen; x++) seen = px[(y * c.width + x) * 4 + 3] > 0;
+        if (!seen) empty++;
+    }
+    return empty;
+})"""
+
+
 def _open(browser, path: Path) -> tuple[object, list[str]]:
     """The page after load, and every URL it asked for other than the file itself and data: URIs."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -86,6 +101,9 @@ def test_report_renders_in_chromium(browser, report_html):
         for img in images:  # a plot that does not decode has naturalWidth 0
             assert img["done"] and img["w"] > 0 and img["h"] > 0, img
             assert img["alt"]
+        # drawn whole: a truncated image still has its size, but the rows it lacks stay transparent
+        # (matplotlib's figures have an opaque background)
+        assert page.eval_on_selector_all("img", _TRANSPARENT_ROWS) == [0] * PLOTS
         assert fetched == []  # nothing asked of the network or the disk beyond the file
     finally:
         page.close()
