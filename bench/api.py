@@ -207,7 +207,7 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
     known = {f"{table}__{f.name}": f.name
              for table, attr in config._SECTIONS.items()  # the tables flags may set (--precision -> pretrain__precision)
-             for f in dataclasses.fields(_hint(config.Experiment, attr))}
+             for f in dataclasses.fields(config._field_type(config.Experiment, attr))}
     for key in overrides:
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1)
@@ -216,13 +216,6 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
                               f"<table>__<key>, e.g. pretrain__precision=\"fp32\" (tables: "
                               f"{', '.join(config._SECTIONS)}), or one of run()'s own arguments.")
     return overrides
-
-
-def _hint(cls: type, name: str) -> type:
-    """The class a dataclass field holds (annotations are strings under `from __future__ import annotations`)."""
-    import typing
-
-    return typing.get_type_hints(cls)[name]
 
 
 def _text(value: str | os.PathLike[str] | None) -> str | None:
