@@ -41,6 +41,16 @@ def write_corpus(root: Path, *, docs: int = 60, seed: int = 0) -> Path:
     return folder
 
 
+# bench.toml's table for the task write_task writes (tests append it to their own [run] settings)
+TOY_TASK_TOML = """[tasks.toy]
+adapter = "csv"
+train = "task/train.csv"
+dev = "task/dev.csv"
+text = "text"
+label = "label"
+"""
+
+
 def write_task(root: Path, *, n_train: int = 160, n_dev: int = 40, seed: int = 0) -> Path:
     """A trivially learnable sentiment-like CSV task: label 1 iff the text contains "sigma" (a corpus word)."""
     rng = random.Random(seed)
@@ -110,13 +120,7 @@ data = "."
 [data]
 corpus = "synthetic"
 
-[tasks.toy]
-adapter = "csv"
-train = "task/train.csv"
-dev = "task/dev.csv"
-text = "text"
-label = "label"
-""",
+""" + TOY_TASK_TOML,
         encoding="utf-8",
     )
     return tmp_path

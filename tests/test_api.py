@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import MICRO, write_corpus, write_task
+from conftest import MICRO, TOY_TASK_TOML, write_corpus, write_task
 
 import bench
 from bench.cli import main
@@ -34,13 +34,7 @@ data = "."
 [data]
 corpus = "synthetic"
 
-[tasks.toy]
-adapter = "csv"
-train = "task/train.csv"
-dev = "task/dev.csv"
-text = "text"
-label = "label"
-"""
+""" + TOY_TASK_TOML
 
 # What a user types in a notebook (the README's example), after registering the test-only `micro` preset.
 SCRIPT = textwrap.dedent(f"""

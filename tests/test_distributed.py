@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MICRO, write_task
+from conftest import MICRO, TOY_TASK_TOML, write_task
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun (PyTorch's launcher) not on PATH")
 
@@ -91,13 +91,7 @@ budget = 2e10
 corpus = "letters"
 [pretrain]
 batch_size = 8
-[tasks.toy]
-adapter = "csv"
-train = "task/train.csv"
-dev = "task/dev.csv"
-text = "text"
-label = "label"
-"""
+""" + TOY_TASK_TOML
 
 
 @pytest.fixture

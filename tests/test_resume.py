@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench.results.store import Metric, Store
-from conftest import bench_process, run_bench, write_corpus, write_task
+from conftest import TOY_TASK_TOML, bench_process, run_bench, write_corpus, write_task
 
 TOML = """
 [run]
@@ -31,13 +31,7 @@ corpus = "synthetic"
 resume_every_steps = 4
 [finetune]
 epochs = 1
-[tasks.toy]
-adapter = "csv"
-train = "task/train.csv"
-dev = "task/dev.csv"
-text = "text"
-label = "label"
-"""
+""" + TOY_TASK_TOML
 
 
 @pytest.fixture
