@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,7 @@ def execute(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = No
     from bench.distributed import init
     from bench.plan import plan_experiment
     from bench.results.claims import verdict_lines
-    from bench.results.tables import comparison_from, failed_rows, filter_finetune, finetune_frame
+    from bench.results.tables import comparison_from, failed_rows, filter_finetune, finetune_rows
     from bench.runner import Runner, register_config_entries
 
     ranks = init()  # under torchrun / accelerate launch: join the process group first
@@ -165,22 +166,22 @@ def execute(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = No
                  f"results in {exp.results_dir}")
         summary = runner.run()
         store = runner.store
-        ft = filter_finetune(finetune_frame(store), run_ids=[f.id for f in plan.finetune_runs])
+        ft = filter_finetune(finetune_rows(store), run_ids=[f.id for f in plan.finetune_runs])
         df = comparison_from(ft)
         failed = failed_rows(store, [p.id for p in plan.pretrain_runs], [f.id for f in plan.finetune_runs],
                              plan.task_names)
         table = df if failed.empty else pd.concat([df, failed], ignore_index=True)
         board = None
         if len(plan.task_names) > 1:  # several tasks (e.g. --task glue): the leaderboard carries the average
-            from bench.results.tables import leaderboard, pretrain_frame
+            from bench.results.tables import leaderboard, pretrain_rows
 
-            board = leaderboard(df, pretrain_frame(store))
+            board = leaderboard(df, pretrain_rows(store))
         lines: list[str] = []
         if exp.suite:  # the paper's numbers beside the measured ones, and whether the ordering agrees
             from bench.results.paper import suite_lines
             from bench.suite import load_suite
 
-            lines = suite_lines(ft, load_suite(exp.suite), exp.control, exp.budget_convention,
+            lines = suite_lines(ft.frame(), load_suite(exp.suite), exp.control, exp.budget_convention,
                                 models=[*exp.models, *([exp.control] if exp.control else [])])
         return RunResult(table, verdict_lines(df, exp.control), board, plan.task_names, lines, summary)
     finally:
@@ -245,13 +246,25 @@ class ReportView:
     report: the underlying bench.results.report.Report.
     """
 
-    table: pd.DataFrame
-    leaderboard: pd.DataFrame
-    claims: pd.DataFrame
     report: Report
     results: Path  # the folder holding bench.db (parquet re-reads the runs from it)
     suite_lines: list[str] | None = None  # with suite=: the suite's section, appended to the md rendering
     _images: list[PlotImage] | None = field(default=None, init=False, repr=False, compare=False)
+
+    # DataFrames on first use: rendering markdown needs no pandas (half a second of every `bench report`)
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.report.comparison
+
+    @property
+    def leaderboard(self) -> pd.DataFrame:
+        return self.report.leaderboard
+
+    @cached_property
+    def claims(self) -> pd.DataFrame:
+        from bench.results.claims import claims_frame
+
+        return claims_frame(self.report.claims)
 
     def images(self) -> list[PlotImage]:
         """The report's plots (score vs FLOPs, pretraining loss, final scores), drawn once."""
@@ -309,7 +322,6 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
     suite: also the suite's section (its models' scores beside the paper's); without `model`, only its models.
     A missing store is a BenchError naming the folder.
     """
-    from bench.results.claims import claims_frame
     from bench.results.report import build_report
     from bench.results.store import Store
 
@@ -336,7 +348,7 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
         from bench.results.paper import suite_lines
 
         lines = suite_lines(rep.seeds, the_suite, rep.control, rep.convention, models=list(models))
-    return ReportView(rep.comparison, rep.leaderboard, claims_frame(rep.claims), rep, Path(results), lines)
+    return ReportView(rep, Path(results), lines)
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -179,19 +179,23 @@ def test_import_bench_is_light():
 
 
 def test_bench_report_imports_no_training_code(trained):
-    """`bench report` reads the store with pandas alone: no torch, transformers, datasets or bench.runner."""
+    """`bench report` (markdown, csv, json) reads the store without torch, transformers, datasets or bench.runner,
+    and without pandas, pyarrow or matplotlib: those cost half a second of every report
+    (benchmarks/report_speed.py)."""
     root, proc = trained
     assert proc.returncode == 0, proc.stderr
     code = textwrap.dedent(f"""
         import sys
         from bench.cli import main
-        try:
-            main(["report", "--results", {str(root / "results")!r}])
-        except SystemExit as exc:
-            assert not exc.code, exc.code
-        heavy = sorted({{"torch", "transformers", "datasets", "bench.runner"}} & set(sys.modules))
+        for fmt in ("md", "csv", "json"):
+            try:
+                main(["report", "--results", {str(root / "results")!r}, "--format", fmt])
+            except SystemExit as exc:
+                assert not exc.code, exc.code
+        heavy = sorted({{"torch", "transformers", "datasets", "bench.runner", "pandas", "pyarrow", "matplotlib"}}
+                       & set(sys.modules))
         assert not heavy, heavy
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "| electra" in proc.stdout
+    assert "| electra" in proc.stdout and "model,size,task" in proc.stdout and '"model": "electra"' in proc.stdout

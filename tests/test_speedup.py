@@ -169,6 +169,25 @@ def test_the_speedup_interval_by_hand_and_deterministic():
     assert bootstrap_speedups(a, b) == (ab, ba)  # seeded: the same scores, the same intervals
 
 
+def test_draws_shared_by_a_report_give_each_pair_its_own_intervals():
+    """pair_claims shares resamples between pairs (stats._paired_medians): in any order of pairs, with curves of
+    different seed counts (which move the generator differently), every interval is the one a fresh generator gives."""
+    import random
+
+    flops = [1e12, 2e12, 4e12, 8e12]
+    curves = [Curve.of(flops, [[0.5 + 0.05 * i + 0.01 * m + 0.004 * ((k * 7 + m) % 5) for k in range(n)]
+                               for i in range(4)], [f / 1e9 for f in flops])
+              for m, n in enumerate((3, 4, 3, 5))]
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b] * 2
+    random.Random(0).shuffle(pairs)
+    draws: dict = {}
+    for a, b in pairs:
+        assert bootstrap_speedups(curves[a], curves[b], draws=draws) == bootstrap_speedups(curves[a], curves[b])
+    # B's draws are kept per (A's shape, B): curves 0 and 2 both have 3 seeds per point, so (0, b) and (2, b)
+    # share them; 12 ordered pairs, 10 draws
+    assert len([k for k in draws if k[0] == "b"]) == 10
+
+
 def test_the_resampled_search_follows_speedup_exactly():
     """The bootstrap runs `speedup`'s rules vectorised: row by row it must agree, ties and misses included."""
     import math

@@ -17,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bench.results.stats import (MIN_SEEDS_FOR_CLAIM, Curve, GapCI, SpeedupCI, bootstrap_median_gap,
                                  bootstrap_speedups, claim_sentence, claims_made, range_gap, verdict,
                                  withheld_reasons)
-from bench.results.tables import CONVENTIONS, SEED_SCORES, full_budget, is_present, seed_scores_of
+from bench.results.tables import (CONVENTIONS, SEED_SCORES, Rows, Table, as_rows, full_budget, is_present,
+                                  seed_scores_of)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FLOPS_MISMATCH = 0.05  # matched in one convention, a pair further apart than this in the other is told so
 CLAIM_ORDER = ("electra", "bert")  # the paper's claim: earlier names are claimed to beat later ones
@@ -88,11 +90,11 @@ def _claim_rank(model: str) -> tuple[int, str]:
 CurveKey = tuple[str, str, str, float]  # model, size, task, budget_flops
 
 
-def curve_points(df: pd.DataFrame) -> dict[CurveKey, list[dict[str, Any]]]:
+def curve_points(table: Table) -> dict[CurveKey, list[dict[str, Any]]]:
     """Each model's curve points per size, task and budget: the rows with pretraining FLOPs, in table order, the
     last row of a FLOPs value kept. Read once, so a claim looks its curves up instead of filtering the table."""
     groups: dict[CurveKey, list[dict[str, Any]]] = {}
-    for r in df.to_dict("records"):
+    for r in as_rows(table).records:
         key = (r["model"], r["size"], r["task"], r["budget_flops"])
         if is_present(key) and (r["pretrain_flops"] or 0) > 0:
             groups.setdefault(key, []).append(r)
@@ -103,7 +105,7 @@ def curve_points(df: pd.DataFrame) -> dict[CurveKey, list[dict[str, Any]]]:
     return out
 
 
-def _curve(df: pd.DataFrame, row: dict[str, Any],
+def _curve(df: Rows, row: dict[str, Any],
            points: dict[CurveKey, list[dict[str, Any]]] | None = None) -> Curve | None:
     """A model's compute curve at one budget with each point's per-seed scores and wall-clock, or None with
     fewer than two points. Without per-seed scores (a frame read back from a file) each point has its median.
@@ -117,19 +119,20 @@ def _curve(df: pd.DataFrame, row: dict[str, Any],
     return Curve.of([float(r["pretrain_flops"]) for r in recs], seeds, walls)
 
 
-def _speedups(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float,
-              points: dict[CurveKey, list[dict[str, Any]]] | None = None) -> tuple[SpeedupCI | None, SpeedupCI | None]:
+def _speedups(df: Rows, ra: dict[str, Any], rb: dict[str, Any], level: float,
+              points: dict[CurveKey, list[dict[str, Any]]] | None = None,
+              draws: dict[tuple[Any, ...], Any] | None = None) -> tuple[SpeedupCI | None, SpeedupCI | None]:
     """Both directions' speed-ups with their intervals, or (None, None) without two curves."""
     ca, cb = _curve(df, ra, points), _curve(df, rb, points)
     if ca is None or cb is None:
         return None, None
-    ab, ba = bootstrap_speedups(ca, cb, level=level)
+    ab, ba = bootstrap_speedups(ca, cb, level=level, draws=draws)
     if not df.attrs.get(SEED_SCORES):  # medians only: there was nothing to resample
         ab, ba = (dataclasses.replace(x, method="no-seeds", n_resamples=0) for x in (ab, ba))
     return ab, ba
 
 
-def _gap(df: pd.DataFrame, ra: dict[str, Any], rb: dict[str, Any], level: float) -> GapCI:
+def _gap(df: Rows, ra: dict[str, Any], rb: dict[str, Any], level: float) -> GapCI:
     """Bootstrap over the per-seed scores; a frame without them (built elsewhere) falls back to the seed ranges."""
     sa, sb = seed_scores_of(df, ra), seed_scores_of(df, rb)
     if sa and sb:
@@ -174,27 +177,30 @@ def mismatch_note(a: str, b: str, ra: dict[str, Any], rb: dict[str, Any]) -> str
     return f" (matched in the {matched} convention, {what})"
 
 
-def detect_control(pre: pd.DataFrame) -> str | None:
+def detect_control(pre: Table) -> str | None:
     """The no-pretraining control: a registered model whose runs do not pretrain (not an external checkpoint)."""
-    if pre.empty:
-        return None
-    ctrl = pre[(~pre["pretrains"].astype(bool)) & pre["external"].isna()]
-    if not ctrl.empty:
-        return str(ctrl["model"].iloc[0])
-    return "scratch" if (pre["model"] == "scratch").any() else None  # stores written before specs said so
+    rows = as_rows(pre).records
+    ctrl = next((r for r in rows if not r["pretrains"] and not is_present((r.get("external"),))), None)
+    if ctrl is not None:
+        return str(ctrl["model"])
+    return "scratch" if any(r["model"] == "scratch" for r in rows) else None  # stores written before specs said so
 
 
-def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) -> list[PairClaim]:
+def pair_claims(table: Table, control: str | None, *, level: float = LEVEL) -> list[PairClaim]:
     """Every pair of models on the same task, size and FLOP budget, and each trained model vs the control.
 
     Pairs come first, then the control claims; a pair's speed-ups are withheld when the control is in
     the comparison and neither model beats it at the full budget (their curves then show seed noise).
     """
     claims: list[PairClaim] = []
+    df = as_rows(table)
     full = full_budget(df)
     points = curve_points(df)
-    for (task, size), g in full.groupby(["task", "size"], sort=True):
-        recs = g.to_dict("records")
+    draws: dict[tuple[Any, ...], Any] = {}  # resamples shared by the pairs (stats.bootstrap_speedups)
+    settings: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in full.records:  # groupby(["task", "size"], sort=True)
+        settings.setdefault((r["task"], r["size"]), []).append(r)
+    for (task, size), recs in sorted(settings.items(), key=lambda kv: kv[0]):
         ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
         trained = sorted((r for r in recs if r["model"] != control and r["budget_flops"] > 0),
                          key=lambda r: (r["budget_flops"], _claim_rank(r["model"])))
@@ -214,7 +220,7 @@ def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) 
                     continue
                 a, b, budget = ra["model"], rb["model"], float(ra["budget_flops"])
                 ci = _gap(df, ra, rb, level)
-                ab, ba = _speedups(df, ra, rb, level, points)
+                ab, ba = _speedups(df, ra, rb, level, points, draws)
                 withheld = None
                 if ctrl is not None and ab is not None and not {(a, budget), (b, budget)} & beats:
                     withheld = (f"neither {a} nor {b} beats the {ctrl['model']} control at the full budget, so their "
@@ -227,7 +233,7 @@ def pair_claims(df: pd.DataFrame, control: str | None, *, level: float = LEVEL) 
     return claims
 
 
-def control_sentence(claims: list[PairClaim], df: pd.DataFrame, control: str | None) -> list[str]:
+def control_sentence(claims: list[PairClaim], df: Table, control: str | None) -> list[str]:
     """Per task and size: the warning that the budget is too small when no model beats the control."""
     out = []
     by_setting: dict[tuple[str, str], list[PairClaim]] = {}
@@ -243,7 +249,7 @@ def control_sentence(claims: list[PairClaim], df: pd.DataFrame, control: str | N
     return out
 
 
-def verdict_lines(df: pd.DataFrame, control: str | None) -> list[str]:
+def verdict_lines(df: Table, control: str | None) -> list[str]:
     """Plain sentences: each model vs the no-pretraining control, and each pair at matched FLOPs.
 
     Intervals come from the per-seed scores that comparison_table attaches to the frame.
@@ -255,4 +261,4 @@ def verdict_lines(df: pd.DataFrame, control: str | None) -> list[str]:
 
 def claims_frame(claims: list[PairClaim]) -> pd.DataFrame:
     """One row per claim (PairClaim.record): gap, interval, verdict, speed-ups and FLOPs ratios."""
-    return pd.DataFrame([c.record() for c in claims])
+    return Rows([c.record() for c in claims]).frame()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from itertools import combinations_with_replacement
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -388,12 +388,35 @@ def _search(x: Curve, mx: np.ndarray, y: Curve, my: np.ndarray) -> _Searches:
                      np.asarray(y.wall)[ib] if walls else None, cost(x.wall) if walls else None)  # type: ignore
 
 
+def _paired_medians(a: Curve, b: Curve, n: int, seed: int,
+                    draws: dict[tuple[Any, ...], Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A's then B's resampled medians from one generator seeded with `seed`. `draws` keeps what was drawn for
+    other pairs of the same report: A's medians depend only on A's scores, B's on B's scores and on how far A's
+    draws moved the generator (A's shape), so a model in several pairs is resampled once, to the same numbers."""
+    if draws is None:
+        rng = np.random.default_rng(seed)
+        return _resampled_medians(rng, a, n), _resampled_medians(rng, b, n)
+    shape = tuple(len(s) for s in a.seeds)
+    ka, kstate, kb = ("a", n, seed, a.seeds), ("state", n, seed, shape), ("b", n, seed, shape, b.seeds)
+    if ka not in draws or kstate not in draws:
+        rng = np.random.default_rng(seed)
+        draws[ka] = _resampled_medians(rng, a, n)
+        draws[kstate] = rng.bit_generator.state
+    if kb not in draws:
+        rng = np.random.default_rng(seed)
+        rng.bit_generator.state = draws[kstate]
+        draws[kb] = _resampled_medians(rng, b, n)
+    return draws[ka], draws[kb]
+
+
 def bootstrap_speedups(a: Curve, b: Curve, *, level: float = 0.95, n_resamples: int = SPEEDUP_RESAMPLES,
-                       seed: int = DEFAULT_SEED) -> tuple[SpeedupCI, SpeedupCI]:
+                       seed: int = DEFAULT_SEED,
+                       draws: dict[tuple[Any, ...], Any] | None = None) -> tuple[SpeedupCI, SpeedupCI]:
     """(A to reach B's best, B to reach A's best), each with its bootstrap interval, in FLOPs and wall-clock.
 
     Both directions share the same resamples (one draw of every checkpoint's seeds per resample),
     from numpy's generator seeded with `seed`: the same scores always give the same intervals.
+    `draws`: a dict shared by the calls of one report, so that no curve is resampled twice (same results).
     """
     if not a.flops or not b.flops:
         raise ValueError("both curves need at least one checkpoint")
@@ -402,8 +425,7 @@ def bootstrap_speedups(a: Curve, b: Curve, *, level: float = 0.95, n_resamples: 
     points = (_search(a, pa, b, pb), _search(b, pb, a, pa))
     if min(a.min_seeds, b.min_seeds) < 2:  # nothing to resample: the interval is the point, which says nothing
         return (_unresampled(points[0], a, b, level), _unresampled(points[1], b, a, level))
-    rng = np.random.default_rng(seed)
-    ma, mb = _resampled_medians(rng, a, n_resamples), _resampled_medians(rng, b, n_resamples)
+    ma, mb = _paired_medians(a, b, n_resamples, seed, draws)
     out = []
     for k, (x, mx, y, my) in enumerate(((a, ma, b, mb), (b, mb, a, ma))):
         found = _search(x, mx, y, my)

@@ -11,6 +11,10 @@ of the two repeats `pretrain_flops` and neither is ever "the other one" by posit
 point's FLOPs in each convention are its step times the run's per-step cost in that convention
 (the `flops_per_step_*` metrics; stores without them scale the run's totals by steps).
 
+Tables are computed as plain rows (`Rows`) and become pandas DataFrames only when asked
+(`Rows.frame()`): `bench report` renders markdown without importing pandas, which alone took
+half a second of every report.
+
 Wall-clock per point (`pretrain_wall_s`) is the checkpoint's own time where the checkpoint series
 records it, else the time at that step interpolated from the timestamps of the logged pretraining
 series (the loop stamps every logging step), else the run's wall time pro rata of steps.
@@ -18,14 +22,15 @@ series (the loop stamps every logging step), else the run's wall time pro rata o
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
-from typing import Any, Iterable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable, Union
 
 from bench.results.store import Store, canonical_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
            "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
@@ -49,6 +54,48 @@ class Shared(dict):
         return self
 
 
+class Rows:
+    """A table as plain rows (dicts) and its column order: what the report computes with, pandas-free.
+
+    `frame()` is the same table as a DataFrame (missing values NaN, `attrs` carried over), for the API,
+    the plots and the formats that render through pandas. A column absent from a row reads as NaN.
+    """
+
+    def __init__(self, records: list[dict[str, Any]], columns: Iterable[str] | None = None,
+                 attrs: dict[str, Any] | None = None) -> None:
+        self.records = records
+        self.columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in records for k in r))
+        self.attrs: dict[str, Any] = attrs if attrs is not None else {}
+
+    @property
+    def empty(self) -> bool:
+        return not self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def with_records(self, records: list[dict[str, Any]]) -> Rows:
+        """The same columns and attrs over other records (a filter's result)."""
+        return Rows(records, self.columns, self.attrs)
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        df = pd.DataFrame(self.records, columns=self.columns) if self.columns else pd.DataFrame(self.records)
+        df.attrs.update(self.attrs)
+        return df
+
+
+Table = Union[Rows, "pd.DataFrame"]
+
+
+def as_rows(table: Table) -> Rows:
+    """Rows of either kind of table; a DataFrame's rows as plain Python values, its attrs shared."""
+    if isinstance(table, Rows):
+        return table
+    return Rows(table.to_dict("records"), list(table.columns), table.attrs)
+
+
 def is_present(values: tuple[Any, ...]) -> bool:
     """No None or NaN among `values` (pandas' notna for each): a missing key matches nothing."""
     return all(v is not None and v == v for v in values)
@@ -62,7 +109,8 @@ def paper_metric_column(task: str) -> str:
 # --- frames straight from the store ---------------------------------------------------------------
 
 
-def pretrain_frame(store: Store) -> pd.DataFrame:
+def pretrain_rows(store: Store) -> Rows:
+    """One row per pretraining run: its spec, final metrics and checkpoint points (fraction -> step, FLOPs, wall)."""
     rows = []
     for r in store.runs(kind="pretrain"):
         m = store.final_metrics(r["id"])
@@ -84,14 +132,29 @@ def pretrain_frame(store: Store) -> pd.DataFrame:
             "points": points, "code_version": r["code_version"], "git_sha": r["git_sha"],
             "device": r["environment"].get("device"), "started_at": r["started_at"],
         })
-    return pd.DataFrame(rows)
+    return Rows(rows)
+
+
+def pretrain_frame(store: Store) -> pd.DataFrame:
+    return pretrain_rows(store).frame()
 
 
 def wall_at_steps(known: Iterable[tuple[float, float]], steps: Iterable[float]) -> list[float]:
     """Seconds at each of `steps`, linear between the known (step, seconds) points; the run starts at (0, 0)."""
     pts = dict([(0.0, 0.0)] + [(float(k), float(w)) for k, w in known])  # a repeated step keeps its last time
     xs = sorted(pts)
-    return [float(v) for v in np.interp([float(x) for x in steps], xs, [pts[x] for x in xs])]
+    return [_interp(float(x), xs, [pts[x] for x in xs]) for x in steps]
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """np.interp at one point: linear between neighbours, the end values outside (numpy-free)."""
+    if x <= xs[0]:
+        return float(ys[0])
+    if x >= xs[-1]:
+        return float(ys[-1])
+    i = bisect.bisect_right(xs, x)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float((y1 - y0) / (x1 - x0) * (x - x0) + y0)  # numpy's own order of operations: the same float
 
 
 def _checkpoint_walls(store: Store, run_id: str, ckpts: list[Any], m: dict[str, float]) -> list[float]:
@@ -115,14 +178,16 @@ def flops_in(parent: dict[str, Any], step: float, convention: str) -> float:
     return total * float(step) / float(steps) if steps else total
 
 
-def finetune_frame(store: Store) -> pd.DataFrame:
-    """One row per finished fine-tuning run (one seed)."""
-    pre = {r["pretrain_id"]: r for r in pretrain_frame(store).to_dict("records")}
-    finals = store.all_final_metrics()  # one query, not one per run
+def finetune_rows(store: Store, pre: Rows | None = None, finals: dict[str, dict[str, float]] | None = None) -> Rows:
+    """One row per finished fine-tuning run (one seed). `pre` (pretrain_rows) and `finals` (all_final_metrics):
+    the store's, when the caller has read them already."""
+    parents = {r["pretrain_id"]: r for r in (pre if pre is not None else pretrain_rows(store)).records}
+    if finals is None:
+        finals = store.all_final_metrics()  # one query, not one per run
     rows = []
     for r in store.runs(kind="finetune"):
         m = finals.get(r["id"], {})
-        parent = pre.get(r["parent_id"], {})
+        parent = parents.get(r["parent_id"], {})
         frac = r["spec"].get("fraction", 1.0)
         step, flops, wall = (parent.get("points") or {}).get(frac, (None, None, None))
         if step is None:  # no checkpoint series (controls, external checkpoints): the run's totals
@@ -143,66 +208,83 @@ def finetune_frame(store: Store) -> pd.DataFrame:
                "task_code": r["spec"].get("code", "")}
         row.update({k: v for k, v in m.items() if k.startswith("metric_")})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return Rows(rows)
+
+
+def finetune_frame(store: Store) -> pd.DataFrame:
+    """One row per finished fine-tuning run (one seed)."""
+    return finetune_rows(store).frame()
 
 
 def _near(value: float, wanted: list[float]) -> bool:
     return any(abs(value - w) <= 1e-6 * max(abs(w), 1) for w in wanted)
 
 
-def filter_finetune(ft: pd.DataFrame, *, run_ids: Iterable[str] | None = None,
-                    pretrain_ids: Iterable[str] | None = None,
+def number(v: Any) -> float:
+    """A table cell as a float, NaN where it is missing (None), as in a DataFrame's numeric column."""
+    return math.nan if v is None else float(v)
+
+
+def filter_finetune(table: Table, *, run_ids: Iterable[str] | None = None, pretrain_ids: Iterable[str] | None = None,
                     tasks: Iterable[str] | None = None, models: Iterable[str] | None = None,
                     sizes: Iterable[str] | None = None, budgets: Iterable[float] | None = None,
-                    fractions: Iterable[float] | None = None) -> pd.DataFrame:
+                    fractions: Iterable[float] | None = None) -> Rows:
     """The report's filters. A budget filter keeps runs that spent no pretraining FLOPs (the control)."""
-    if ft.empty:
-        return ft
+    ft = as_rows(table)
+    rows = ft.records
     for col, wanted in (("run_id", run_ids), ("pretrain_id", pretrain_ids), ("task", tasks), ("model", models),
                         ("size", sizes), ("fraction", fractions)):
         if wanted is not None:
-            ft = ft[ft[col].isin(list(wanted))]
+            keep = set(wanted)
+            rows = [r for r in rows if r.get(col) in keep]
     if budgets is not None:
-        wanted = [float(b) for b in budgets]
+        near = [float(b) for b in budgets]
         # a no-pretraining control matches every budget: it is the baseline of each comparison
-        ft = ft[ft["budget_flops"].apply(lambda b: not b or _near(b, wanted))]
-    return ft
+        rows = [r for r in rows if (lambda b: not b or _near(b, near))(number(r.get("budget_flops")))]
+    return ft.with_records(rows)
 
 
-def comparison_from(ft: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate per-seed rows to the comparison table; per-seed scores go to df.attrs[SEED_SCORES]."""
-    if ft.empty:
-        df = pd.DataFrame(columns=COLUMNS)
-        df.attrs[SEED_SCORES] = Shared()
-        return df
+def _sort_key(value: Any) -> tuple[bool, Any]:
+    """pandas' sort order within a column: missing values (None, NaN) last."""
+    missing = value is None or value != value
+    return (missing, None if missing else value)
+
+
+def comparison_rows(table: Table) -> Rows:
+    """Aggregate per-seed rows to the comparison table; per-seed scores go to attrs[SEED_SCORES]."""
+    ft = as_rows(table)
     rows, scores_by_key, glue_by_key = [], {}, {}
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for r in ft.to_dict("records"):  # plain rows: grouping the frame row by row cost most of a large report
-        key = tuple(r[k] for k in ("pretrain_id", "task", "fraction", "settings", "task_data", "task_code"))
+    for r in ft.records:
+        key = tuple(r.get(k) for k in ("pretrain_id", "task", "fraction", "settings", "task_data", "task_code"))
         if is_present(key):  # as groupby: a row with a missing key is in no group
             groups.setdefault(key, []).append(r)
     for g in groups.values():  # in order of first appearance, as groupby(sort=False)
         first = g[0]
-        scores = [float(r["score"]) for r in g]
+        scores = [number(r.get("score")) for r in g]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
-            "budget_flops": first["budget_flops"], "pretrain_steps": int(first["pretrain_steps"]),
-            "pretrain_flops": first["pretrain_flops"], "pretrain_flops_paper": first["pretrain_flops_paper"],
-            "pretrain_flops_executed": first["pretrain_flops_executed"], "pretrain_wall_s": first["pretrain_wall_s"],
-            "tokens_per_s": first["tokens_per_s"], "finetune_wall_s": statistics.median(r["finetune_wall_s"] for r in g),
+            "budget_flops": number(first["budget_flops"]), "pretrain_steps": int(first["pretrain_steps"]),
+            "pretrain_flops": number(first["pretrain_flops"]),
+            "pretrain_flops_paper": number(first["pretrain_flops_paper"]),
+            "pretrain_flops_executed": number(first["pretrain_flops_executed"]),
+            "pretrain_wall_s": number(first["pretrain_wall_s"]), "tokens_per_s": number(first["tokens_per_s"]),
+            "finetune_wall_s": statistics.median(number(r["finetune_wall_s"]) for r in g),
             "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
             "seeds": len(scores),
         })
         # groups come in run order, so a later run of the same point (new code version) wins
         scores_by_key[_key(rows[-1])] = scores
         col = paper_metric_column(first["task"])
-        if col in first and all(is_present((r[col],)) for r in g):
+        if all(is_present((r.get(col),)) for r in g):
             glue_by_key[_key(rows[-1])] = statistics.median(float(r[col]) for r in g)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df = df.sort_values(["task", "size", "model", "pretrain_flops"], kind="stable").reset_index(drop=True)
-    df.attrs[SEED_SCORES] = Shared(scores_by_key)
-    df.attrs[GLUE_PAPER] = Shared(glue_by_key)
-    return df
+    rows.sort(key=lambda r: tuple(_sort_key(r[c]) for c in ("task", "size", "model", "pretrain_flops")))  # stable
+    return Rows(rows, COLUMNS, {SEED_SCORES: Shared(scores_by_key), GLUE_PAPER: Shared(glue_by_key)})
+
+
+def comparison_from(ft: Table) -> pd.DataFrame:
+    """The comparison table as a DataFrame, per-seed scores in df.attrs[SEED_SCORES]."""
+    return comparison_rows(ft).frame()
 
 
 def comparison_table(store: Store, *, run_ids: Iterable[str] | None = None,
@@ -213,12 +295,12 @@ def comparison_table(store: Store, *, run_ids: Iterable[str] | None = None,
 
     Columns exactly COLUMNS; the per-seed scores ride along in `df.attrs["seed_scores"]`.
     """
-    ft = filter_finetune(finetune_frame(store), run_ids=run_ids, pretrain_ids=pretrain_ids, tasks=tasks, models=models,
+    ft = filter_finetune(finetune_rows(store), run_ids=run_ids, pretrain_ids=pretrain_ids, tasks=tasks, models=models,
                          sizes=sizes, budgets=budgets, fractions=fractions)
     return comparison_from(ft)
 
 
-def _key(row: dict[str, Any] | pd.Series) -> tuple[str, str, str, float, float]:
+def _key(row: dict[str, Any]) -> tuple[str, str, str, float, float]:
     return (str(row["model"]), str(row["size"]), str(row["task"]), float(row["budget_flops"] or 0.0),
             float(row["pretrain_flops"]))
 
@@ -256,7 +338,7 @@ def failed_rows(store: Store, pretrain_ids: Iterable[str], finetune_ids: Iterabl
             failed = [r for r in runs if r["status"] == "failed"]
             if failed:
                 rows.append(_failed_row(failed[0], failed[0]["task"], f"fine-tuning {short_error(failed[0]['error'])}"))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return Rows(rows, COLUMNS).frame()
 
 
 def _failed_row(r: dict[str, Any], task: str, reason: str) -> dict[str, Any]:
@@ -266,61 +348,86 @@ def _failed_row(r: dict[str, Any], task: str, reason: str) -> dict[str, Any]:
     return row
 
 
-def seed_scores_of(df: pd.DataFrame, row: dict[str, Any]) -> list[float] | None:
-    return df.attrs.get(SEED_SCORES, {}).get(_key(row))
+def seed_scores_of(table: Table, row: dict[str, Any]) -> list[float] | None:
+    return table.attrs.get(SEED_SCORES, {}).get(_key(row))
 
 
-def full_budget(df: pd.DataFrame) -> pd.DataFrame:
+def full_budget(table: Table) -> Rows:
     """Each model's full-budget point per task, size and budget; older duplicate runs dropped."""
-    if df.empty:
-        return df
-    keys = ["model", "size", "task", "budget_flops"]
-    top = df["pretrain_flops"] == df.groupby(keys)["pretrain_flops"].transform("max")
-    return df[top].drop_duplicates(keys, keep="last")
+    rows = as_rows(table)
+    keys = ("model", "size", "task", "budget_flops")
+    top: dict[tuple[Any, ...], float] = {}  # groupby(keys)["pretrain_flops"].max(): missing keys and NaN skipped
+    for r in rows.records:
+        k, f = tuple(r.get(c) for c in keys), r.get("pretrain_flops")
+        if is_present(k) and is_present((f,)) and (k not in top or f > top[k]):
+            top[k] = f
+    last: dict[tuple[Any, ...], int] = {}  # drop_duplicates(keys, keep="last") among the top points
+    for i, r in enumerate(rows.records):
+        k = tuple(r.get(c) for c in keys)
+        if k in top and r.get("pretrain_flops") == top[k]:
+            last[k] = i
+    kept = set(last.values())
+    return rows.with_records([r for i, r in enumerate(rows.records) if i in kept])
 
 
 # --- leaderboard ------------------------------------------------------------------------------------
 
+LEADERBOARD_HEAD = ["rank", "model", "size", "budget_flops", "params", "pretrain_flops", "pretrain_wall_s",
+                    "tokens_per_s"]
 
-def leaderboard(df: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
+
+def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
     """One row per model configuration (model, size, budget), ranked by the headline score.
 
     The headline is the mean over tasks of each task's median score at the full budget; for GLUE
     tasks the paper's GLUE score (PAPER_GLUE_METRIC, WNLI left out). Configurations missing a task
     rank after complete ones.
     """
-    full = full_budget(df)
+    full = full_budget(table)
     if full.empty:
-        return pd.DataFrame(columns=["rank", "model", "size", "budget_flops", "params", "pretrain_flops",
-                                     "pretrain_wall_s", "tokens_per_s", "score", "seeds"])
-    tasks = sorted(full["task"].unique())
+        return Rows([], LEADERBOARD_HEAD + ["score", "seeds"])
+    tasks = sorted({r["task"] for r in full.records})
     score_col = score_column(tasks)
     info = _params_by_config(pre)
+    glue_paper = full.attrs.get(GLUE_PAPER, {})
+    configs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in full.records:  # groupby(["model", "size", "budget_flops"], sort=False)
+        configs.setdefault((r["model"], r["size"], r["budget_flops"]), []).append(r)
     rows = []
-    glue_paper = df.attrs.get(GLUE_PAPER, {})
-    for (model, size, budget), g in full.groupby(["model", "size", "budget_flops"], sort=False):
-        per_task = dict(zip(g["task"], g["score_median"]))
+    for (model, size, budget), g in configs.items():
+        per_task = {r["task"]: r["score_median"] for r in g}
         averaged = per_task
         if score_col == "glue_avg":  # the paper's metric per task, WNLI left out
-            averaged = {t: glue_paper.get(_key(r), r["score_median"]) for r in g.to_dict("records")
+            averaged = {t: glue_paper.get(_key(r), r["score_median"]) for r in g
                         if (t := r["task"]) not in GLUE_AVERAGE_EXCLUDES} or per_task
         row: dict[str, Any] = {"model": model, "size": size, "budget_flops": float(budget),
                                "params": info.get((model, size, float(budget)), math.nan),
-                               "pretrain_flops": float(g["pretrain_flops"].max()),
-                               "pretrain_wall_s": float(g["pretrain_wall_s"].max()),
-                               "tokens_per_s": float(g["tokens_per_s"].max())}
+                               "pretrain_flops": max(number(r["pretrain_flops"]) for r in g),
+                               "pretrain_wall_s": _max(r["pretrain_wall_s"] for r in g),
+                               "tokens_per_s": _max(r["tokens_per_s"] for r in g)}
         for t in tasks:
             row[t] = per_task.get(t, math.nan)
         row[score_col] = statistics.fmean(averaged.values())
-        row["seeds"] = int(g["seeds"].min())
+        row["seeds"] = int(min(r["seeds"] for r in g))
         row["_complete"] = len(per_task) == len(tasks)
         rows.append(row)
-    board = pd.DataFrame(rows).sort_values(["_complete", score_col], ascending=[False, False], kind="stable")
-    board = board.drop(columns="_complete").reset_index(drop=True)
-    board.insert(0, "rank", range(1, len(board) + 1))
-    if len(tasks) == 1:  # one task: its column is the headline already
-        board = board.drop(columns=tasks)
-    return board
+    # sort_values(["_complete", score], ascending=False, kind="stable"): a NaN score last
+    rows.sort(key=lambda r: (not r["_complete"], *_sort_key(-r[score_col] if r[score_col] == r[score_col]
+                                                             else math.nan)))
+    columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "seeds"]
+    return Rows([{"rank": i, **{c: r[c] for c in columns}} for i, r in enumerate(rows, 1)], ["rank", *columns],
+                {})
+
+
+def leaderboard(table: Table, pre: Table | None = None) -> pd.DataFrame:
+    """leaderboard_rows as a DataFrame."""
+    return leaderboard_rows(table, pre).frame()
+
+
+def _max(values: Iterable[Any]) -> float:
+    """A column's max as pandas takes it: NaN skipped, NaN when there is nothing else."""
+    present = [float(v) for v in values if is_present((v,))]
+    return max(present) if present else math.nan
 
 
 def score_column(tasks: list[str]) -> str:
@@ -329,10 +436,9 @@ def score_column(tasks: list[str]) -> str:
     return "glue_avg" if all(t in GLUE_TASKS for t in tasks) else "avg_score"
 
 
-def _params_by_config(pre: pd.DataFrame | None) -> dict[tuple[str, str, float], float]:
+def _params_by_config(pre: Table | None) -> dict[tuple[str, str, float], float]:
     """Encoder parameters (what is fine-tuned) per configuration; the latest run wins."""
-    if pre is None or pre.empty:
+    if pre is None:
         return {}
     return {(r["model"], r["size"], float(r["budget_flops"] or 0.0)): r["encoder_params"]
-            for r in pre.to_dict("records")}
-
+            for r in as_rows(pre).records}

@@ -12,4 +12,4 @@ if TYPE_CHECKING:
 
 def render_report(report: Report, *, images: list[Any] | None = None) -> str:
     """The comparison table as a JSON list of rows; it round-trips (no rounding)."""
-    return render(report.comparison, "json")
+    return render(report.comparison_rows, "json")

@@ -1,8 +1,8 @@
 """Markdown: the comparison table, the leaderboard and the claim sentences, for a terminal.
 
-Also the table helpers every text format shares: numbers shown short for people (display_frame),
+Also the table helpers every text format shares: numbers shown short for people (display_rows),
 a table in md/csv/json/html/latex (render), the leaderboard and its caption; `bench run` prints
-its comparison with them.
+its comparison with them. Tables come as tables.Rows or DataFrames; markdown needs no pandas.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
-
-from bench.results.tables import COLUMNS, CONVENTIONS, short_error
+from bench.results.tables import COLUMNS, CONVENTIONS, Rows, Table, as_rows, short_error
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bench.results.report import Report
 
 
@@ -46,54 +46,89 @@ DISPLAY_KINDS = {"budget_flops": "flops", "pretrain_flops": "flops", "pretrain_f
                  **{f"flops_ratio_{c}": "ratio" for c in CONVENTIONS}}
 
 
-def display_frame(df: pd.DataFrame, *, score_cols: Iterable[str] = ()) -> pd.DataFrame:
-    """Numbers as short strings for people: FLOPs in 3 significant digits, scores in 4 decimals."""
-    shown = df.copy().astype(object)
+def _fmt_ratio(v: Any, kind: str) -> str:
+    return "–" if v is None or v != v else f"{v:.2f}x"
+
+
+def display_rows(table: Table, *, score_cols: Iterable[str] = ()) -> Rows:
+    """Numbers as short strings for people: FLOPs in 3 significant digits, scores in 4 decimals.
+    A cell missing from a row is NaN, as in a DataFrame."""
+    rows = as_rows(table)
     kinds = dict(DISPLAY_KINDS, **{c: "score" for c in score_cols})
-    for col in shown.columns:
-        kind = kinds.get(col)
-        if kind == "ratio":
-            shown[col] = shown[col].map(lambda v: "–" if v is None or v != v else f"{v:.2f}x")
-        elif kind:
-            shown[col] = shown[col].map(lambda v, k=kind: _fmt_num(v, k))
-    return shown
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain Python values (NaN -> None), so json.dumps writes exact, valid JSON."""
+    shown = {c: (_fmt_ratio if kinds[c] == "ratio" else _fmt_num, kinds[c]) for c in rows.columns if kinds.get(c)}
     out = []
-    for rec in df.to_dict("records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
-                        v.item() if hasattr(v, "item") else v) for k, v in rec.items()})
+    for r in rows.records:
+        rec = {}
+        for c in rows.columns:
+            v = r.get(c, math.nan)
+            rec[c] = shown[c][0](v, shown[c][1]) if c in shown else v
+        out.append(rec)
+    return Rows(out, rows.columns)
+
+
+def display_frame(table: Table, *, score_cols: Iterable[str] = ()) -> pd.DataFrame:
+    """display_rows as a DataFrame of Python objects (what to_html and to_latex print)."""
+    import pandas as pd
+
+    shown = display_rows(table, score_cols=score_cols)
+    return pd.DataFrame(shown.records, columns=shown.columns, dtype=object)
+
+
+def _plain(rows: Rows) -> list[list[Any]]:
+    """Each row's cells in column order as plain Python values, missing ones (NaN, None, absent) None."""
+    out = []
+    for r in rows.records:
+        cells = []
+        for c in rows.columns:
+            v = r.get(c)
+            v = v.item() if hasattr(v, "item") else v  # a numpy scalar
+            cells.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+        out.append(cells)
     return out
 
 
-def _table(shown: pd.DataFrame, fmt: str) -> str:
-    if fmt == "html":
-        return shown.to_html(index=False, escape=True, border=0, classes="table")
-    if fmt == "latex":
+def _csv(rows: Rows) -> str:
+    """As DataFrame.to_csv(index=False) writes it: full precision (repr), missing values empty, '\n' lines."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(rows.columns)
+    writer.writerows(_plain(rows))
+    return buf.getvalue()
+
+
+def _table(table: Table, fmt: str, score_cols: Iterable[str] = ()) -> str:
+    if fmt in ("html", "latex"):
+        shown = display_frame(table, score_cols=score_cols)
+        if fmt == "html":
+            return shown.to_html(index=False, escape=True, border=0, classes="table")
         return shown.to_latex(index=False, escape=True)
     from tabulate import tabulate
 
-    return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="github" if fmt == "md" else fmt,
-                    disable_numparse=True)
+    rows = display_rows(table, score_cols=score_cols)
+    return tabulate([[r[c] for c in rows.columns] for r in rows.records], headers=rows.columns,
+                    tablefmt="github" if fmt == "md" else fmt, disable_numparse=True)
 
 
-def render(df: pd.DataFrame, fmt: str = "md") -> str:
+def render(table: Table, fmt: str = "md") -> str:
     """The comparison table: csv and json keep full precision (they round-trip); md/html/latex are for people."""
-    df = df[COLUMNS] if set(COLUMNS) <= set(df.columns) else df
+    rows = as_rows(table)
+    if set(COLUMNS) <= set(rows.columns):
+        rows = Rows(rows.records, COLUMNS, rows.attrs)
     if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "json":
-        return json.dumps(_records(df), indent=2)
-    return _table(display_frame(df), fmt)
+        return _csv(rows)
+    if fmt == "json":  # exact, valid JSON: NaN written as null
+        return json.dumps([dict(zip(rows.columns, cells)) for cells in _plain(rows)], indent=2)
+    return _table(rows, fmt)
 
 
-def render_leaderboard(board: pd.DataFrame, fmt: str = "md", tasks: Iterable[str] = ()) -> str:
-    return _table(display_frame(board, score_cols=tasks), fmt)
+def render_leaderboard(board: Table, fmt: str = "md", tasks: Iterable[str] = ()) -> str:
+    return _table(board, fmt, score_cols=tasks)
 
 
-def leaderboard_caption(board: pd.DataFrame) -> str:
+def leaderboard_caption(board: Table) -> str:
     col = next((c for c in ("glue_avg", "avg_score", "score") if c in board.columns), "score")
     what = {"glue_avg": "the GLUE score as the ELECTRA paper computes it (mean over tasks of the median dev "
                         "score: Matthews for CoLA, Spearman for STS-B, accuracy for the rest; WNLI left out)",
@@ -105,14 +140,14 @@ def leaderboard_caption(board: pd.DataFrame) -> str:
 
 def report_tasks(report: Report) -> list[str]:
     """The tasks in the report's comparison, sorted: the leaderboard's per-task columns."""
-    return sorted(report.comparison["task"].unique()) if not report.comparison.empty else []
+    return sorted({r["task"] for r in report.comparison_rows.records})
 
 
 def claim_lines(report: Report) -> list[str]:
     """The claim sentences, or the one sentence saying why there are none."""
     lines = report.lines or ["No pair of models to compare (a claim needs two models, or a model and the "
                              "control, on the same task and size)."]
-    if report.comparison.empty:
+    if report.comparison_rows.empty:
         lines = ["No finished fine-tuning runs match: run `bench run` first, or loosen the filters."]
     return lines
 
@@ -120,8 +155,9 @@ def claim_lines(report: Report) -> list[str]:
 def render_report(report: Report, *, images: list[Any] | None = None) -> str:
     """Comparison table, leaderboard, claims and the runs without a result; `images` are not shown."""
     tasks, lines = report_tasks(report), claim_lines(report)
-    parts = [render(report.comparison, "md"), "", "## Leaderboard", "", leaderboard_caption(report.leaderboard), "",
-             render_leaderboard(report.leaderboard, "md", tasks), "", "## Claims at matched compute", ""]
+    board = report.leaderboard_rows
+    parts = [render(report.comparison_rows, "md"), "", "## Leaderboard", "", leaderboard_caption(board), "",
+             render_leaderboard(board, "md", tasks), "", "## Claims at matched compute", ""]
     parts += [f"- {s}" for s in lines]
     failed = [r for r in report.runs if r["status"] == "failed"]
     if failed:
