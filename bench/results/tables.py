@@ -220,6 +220,11 @@ def _near(value: float, wanted: list[float]) -> bool:
     return any(abs(value - w) <= 1e-6 * max(abs(w), 1) for w in wanted)
 
 
+def _at_budget(budget: float, wanted: list[float]) -> bool:
+    """A no-pretraining control (no budget) matches every budget: it is the baseline of each comparison."""
+    return not budget or _near(budget, wanted)
+
+
 def number(v: Any) -> float:
     """A table cell as a float, NaN where it is missing (None), as in a DataFrame's numeric column."""
     return math.nan if v is None else float(v)
@@ -238,9 +243,8 @@ def filter_finetune(table: Table, *, run_ids: Iterable[str] | None = None, pretr
             keep = set(wanted)
             rows = [r for r in rows if r.get(col) in keep]
     if budgets is not None:
-        near = [float(b) for b in budgets]
-        # a no-pretraining control matches every budget: it is the baseline of each comparison
-        rows = [r for r in rows if (lambda b: not b or _near(b, near))(number(r.get("budget_flops")))]
+        wanted_budgets = [float(b) for b in budgets]
+        rows = [r for r in rows if _at_budget(number(r.get("budget_flops")), wanted_budgets)]
     return ft.with_records(rows)
 
 
@@ -402,7 +406,7 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
                         if (t := r["task"]) not in GLUE_AVERAGE_EXCLUDES} or per_task
         row: dict[str, Any] = {"model": model, "size": size, "budget_flops": float(budget),
                                "params": info.get((model, size, float(budget)), math.nan),
-                               "pretrain_flops": max(number(r["pretrain_flops"]) for r in g),
+                               "pretrain_flops": _max(r["pretrain_flops"] for r in g),
                                "pretrain_wall_s": _max(r["pretrain_wall_s"] for r in g),
                                "tokens_per_s": _max(r["tokens_per_s"] for r in g)}
         for t in tasks:
@@ -412,11 +416,9 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
         row["_complete"] = len(per_task) == len(tasks)
         rows.append(row)
     # sort_values(["_complete", score], ascending=False, kind="stable"): a NaN score last
-    rows.sort(key=lambda r: (not r["_complete"], *_sort_key(-r[score_col] if r[score_col] == r[score_col]
-                                                             else math.nan)))
+    rows.sort(key=lambda r: (not r["_complete"], *_sort_key(-r[score_col])))
     columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "seeds"]
-    return Rows([{"rank": i, **{c: r[c] for c in columns}} for i, r in enumerate(rows, 1)], ["rank", *columns],
-                {})
+    return Rows([{"rank": i, **{c: r[c] for c in columns}} for i, r in enumerate(rows, 1)], ["rank", *columns])
 
 
 def leaderboard(table: Table, pre: Table | None = None) -> pd.DataFrame:
