@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +90,17 @@ def micro_size(monkeypatch: pytest.MonkeyPatch):
     return preset
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal delivers it. A background job of a script (`cmd &` without job
+    control) starts with SIGINT ignored, and Python then never raises KeyboardInterrupt; the tests that send
+    SIGINT on purpose must not depend on how pytest was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench_process(args: list[str], cwd: Path, **popen: object) -> subprocess.Popen:
     """`bench <args>` as a child process in `cwd` (micro preset known), stdout+stderr captured as text."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    popen.setdefault("preexec_fn", _default_sigint)
     return subprocess.Popen([sys.executable, "-c", CLI_BOOTSTRAP, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 

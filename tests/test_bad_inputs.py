@@ -265,7 +265,7 @@ def _finetuning_started(project: Path) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_a_signal_mid_finetuning_loses_nothing(sig, micro_project):
-    toml(micro_project, "finetune", "epochs = 50")  # ~10 s: long enough to be caught mid-way (15 once finished first)
+    toml(micro_project, "finetune", "epochs = 15")  # long enough to be caught mid-way
     args = ["run", "--quiet", "--models", "bert", "--control", "none", "--seeds", "1"]
     child = bench_process(args, micro_project)
     _wait_for(lambda: _finetuning_started(micro_project), child)
