@@ -71,15 +71,13 @@ def metrics_frame(store: Store, *, run_ids: Iterable[str] | None = None) -> pd.D
 
 def long_table(store: Store, *, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
     """runs_frame with each run's final scalar metrics as `metric.<name>` columns (NaN where a run lacks one)."""
-    ids = None if run_ids is None else list(run_ids)
-    runs = runs_frame(store, run_ids=ids)
-    metrics = metrics_frame(store, run_ids=ids)
-    final = metrics[metrics["step"].isna()]
-    if final.empty:
+    runs = runs_frame(store, run_ids=run_ids)
+    wanted = set(runs["run_id"])
+    # one query for the final values alone (a name written twice keeps its last value, as Store.final_metrics),
+    # not every point of every series
+    finals = {run_id: m for run_id, m in store.all_final_metrics().items() if run_id in wanted}
+    if not finals:
         return runs
-    # a name written twice as a final value keeps its last row, as Store.final_metrics does
-    wide = final.drop_duplicates(["run_id", "name"], keep="last").pivot(index="run_id", columns="name",
-                                                                        values="value")
+    wide = pd.DataFrame.from_dict(finals, orient="index").astype("float64")
     wide = wide[sorted(wide.columns)].add_prefix("metric.")
-    wide.columns.name = None
     return runs.merge(wide, how="left", left_on="run_id", right_index=True)
