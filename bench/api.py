@@ -74,8 +74,8 @@ class RunResult:
 
 
 def run(models: Sequence[str] | str | None = None, task: str | None = None, *, size: str | None = None,
-        budget: str | float | None = None, seeds: int | None = None, results: str | os.PathLike[str] | None = None,
-        config: str | os.PathLike[str] | None = None, suite: str | None = None, control: str | None = None,
+        budget: str | float | None = None, seeds: int | None = None, pretrain_seeds: int | None = None,
+        results: str | os.PathLike[str] | None = None, config: str | os.PathLike[str] | None = None, suite: str | None = None, control: str | None = None,
         curve: bool | None = None, epochs: float | None = None, data: str | os.PathLike[str] | None = None,
         convention: str | None = None, quiet: bool | None = True, trackers: Sequence[str] | None = None,
         echo: Echo | None = None, **overrides: Any) -> pd.DataFrame:
@@ -90,7 +90,8 @@ def run(models: Sequence[str] | str | None = None, task: str | None = None, *, s
         models: models to compare (see `bench list`), a list or a comma string ("electra,bert").
         task: a registered task, or "glue" for every GLUE task present.
         size: size preset (tiny, small, base). budget: FLOPs (3e13), "electra-small@6.25%" or "20min".
-        seeds: fine-tuning seeds per model and task. results: results folder (default ./results).
+        seeds: fine-tuning seeds per model and task. pretrain_seeds: independent pretraining runs per model
+        (default 1), each fine-tuned over `seeds`. results: results folder (default ./results).
         control: the no-pretraining control (default scratch; "none" drops it).
         curve: also fine-tune the checkpoints at 1/16..1/2 of the budget. epochs: override every task's
         fine-tuning epochs. data: data folder (default $BENCH_DATA_DIR). convention: paper or executed.
@@ -119,7 +120,7 @@ def run(models: Sequence[str] | str | None = None, task: str | None = None, *, s
         raise ConfigError(f"epochs = {epochs!r} is out of range: give a positive number of epochs, e.g. 3.")
     flags: dict[str, Any] = {
         "models": models, "task": task, "size": size, "budget": budget, "budget_convention": convention,
-        "seeds": seeds, "control": control, "curve": curve, "results": _text(results), "data": _text(data),
+        "seeds": seeds, "pretrain_seeds": pretrain_seeds, "control": control, "curve": curve, "results": _text(results), "data": _text(data),
         "quiet": quiet, **_checked_overrides(overrides),
     }
     if trackers is not None:  # passed only when given: [run] trackers in bench.toml otherwise
@@ -189,6 +190,33 @@ def execute(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = No
             runner.store.close()
 
 
+def plan_lines(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = None, suite: str | None = None,
+               power: bool = False, gap: float | None = None) -> list[str]:
+    """`bench plan`: the runs an experiment needs (nothing is trained), and with `power` what its claims can detect."""
+    from bench.config import load_experiment
+    from bench.plan import plan_experiment
+    from bench.runner import register_config_entries
+
+    flags = dict(flags)
+    if flags.get("control") is not None and str(flags["control"]).lower() in ("none", ""):
+        flags["control"] = ""
+    exp = load_experiment(config, flags, suite=suite)
+    if exp.control == "":
+        exp = dataclasses.replace(exp, control=None)
+    register_config_entries(exp)
+    plan = plan_experiment(exp, curve=exp.curve, tasks=expand_tasks(exp.task, exp.data_dir))
+    lines = [f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; models "
+             f"{', '.join(dict.fromkeys(r.model for r in plan.pretrain_runs))}; tasks {', '.join(plan.task_names)}; "
+             f"size {plan.size.name}, budget {plan.budget.value:.3g}{' s' if plan.budget.is_time else ' FLOPs'}"
+             f"{'' if plan.budget.text in (f'{plan.budget.value:g}', f'{plan.budget.value:.3g}') else ' (' + plan.budget.text + ')'}"
+             f"; results in {exp.results_dir}"]
+    if power or gap is not None:
+        from bench.power import power_lines
+
+        lines += power_lines(plan, gap=gap)
+    return lines
+
+
 def expand_tasks(task: str, data_dir: Path | None) -> tuple[str, ...]:
     """`glue` -> every GLUE task whose data is present; any other task name as it is."""
     if task != "glue":
@@ -237,10 +265,12 @@ class ReportView:
     table: the comparison (one row per model, size, task and pretraining-FLOPs point; columns as `run()`'s).
     leaderboard: one row per model configuration at the full budget, ranked: rank, model, size, budget_flops,
         params, pretrain_flops, pretrain_wall_s, tokens_per_s, one column per task (several tasks), the headline
-        score (score, avg_score, or glue_avg for GLUE tasks), seeds.
+        score (score, avg_score, or glue_avg for GLUE tasks), pretrain_runs, seeds (per pretraining run).
     claims: one row per pair of models on a task, size and budget (and each model vs the control): task, size,
-        budget_flops, model_a, model_b, gap (a's median score - b's), ci_low, ci_high (95% bootstrap interval),
-        seeds_a, seeds_b, p_a_ahead, verdict, indicative (fewer than 5 seeds), flops_ratio_paper,
+        budget_flops, model_a, model_b, about ("objectives": >= 2 pretraining runs a side; "checkpoints": one on a
+        side), gap (a's mean unit score - b's), ci_low, ci_high (95% Welch t interval), p, p_holm (Holm-adjusted
+        over the report), family (comparisons in it), min_detectable_gap (80% power), pretrain_runs_a/_b,
+        seeds_a/_b (fine-tuning runs), verdict, left_out (runs that did not learn), flops_ratio_paper,
         flops_ratio_executed, and speedup_{a,b}[_low|_high|_withheld], wall_speedup_{a,b}[_low|_high]
         (compute each needs to reach the other's best score, from curves).
     report: the underlying bench.results.report.Report.
@@ -249,6 +279,7 @@ class ReportView:
     report: Report
     results: Path  # the folder holding bench.db (parquet re-reads the runs from it)
     suite_lines: list[str] | None = None  # with suite=: the suite's section, appended to the md rendering
+    paper: dict[str, float] | None = None  # with suite=: its published number per model, a column of csv/json/parquet
     _images: list[PlotImage] | None = field(default=None, init=False, repr=False, compare=False)
 
     # DataFrames on first use: rendering markdown needs no pandas (half a second of every `bench report`)
@@ -280,7 +311,7 @@ class ReportView:
 
         if images is None and fmt in NEEDS_IMAGES:
             images = self.images()
-        text = render(self.report, fmt, images=images)
+        text = render(self.report, fmt, images=images, paper=self.paper)
         if self.suite_lines is not None and fmt == "md":
             text = text.rstrip("\n") + "\n" + "\n".join(self.suite_lines)
         return text
@@ -294,7 +325,7 @@ class ReportView:
             from bench.results.store import Store
 
             with Store(_store_path(self.results)) as store:
-                return write(self.report, fmt, path, store=store)
+                return write(self.report, fmt, path, store=store, paper=self.paper)
         text = self.render(fmt, images=images)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -335,7 +366,7 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
 
         the_suite = load_suite(suite)  # a ConfigError naming the known suites when there is none
         if not models:  # the suite's models and its control
-            exp = load_experiment(suite=suite)
+            exp = load_experiment(suite=suite, sized=False)  # its models only: no size settings (nor torch)
             models = tuple(exp.models) + ((exp.control,) if exp.control else ())
     budgets = None if budget is None else tuple(float(b) for b in ([budget] if isinstance(budget, (int, float))
                                                                    else budget))
@@ -348,7 +379,7 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
         from bench.results.paper import suite_lines
 
         lines = suite_lines(rep.seeds, the_suite, rep.control, rep.convention, models=list(models))
-    return ReportView(rep, Path(results), lines)
+    return ReportView(rep, Path(results), lines, None if the_suite is None else dict(the_suite.paper))
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:

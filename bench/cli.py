@@ -87,6 +87,9 @@ def main() -> None:
 @click.option("--convention", "budget_convention", type=click.Choice(["paper", "executed"]),
               help="FLOP convention the budget is counted in (default paper).")
 @click.option("--seeds", type=click.IntRange(min=1), help="Fine-tuning seeds per model and task (default: the preset's, 3).")
+@click.option("--pretrain-seeds", "pretrain_seeds", type=click.IntRange(min=1),
+              help="Independent pretraining runs per model (default 1), each fine-tuned over --seeds: a claim about "
+              "objectives needs at least 2 per model, since one run compares two checkpoints.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Override every task's fine-tuning epochs (a quick look).")
 @click.option("--control", help="No-pretraining control added to the comparison (default scratch; `none` to drop).")
 @click.option("--curve", is_flag=True, default=None, help="Also fine-tune the checkpoints saved at 1/16..1/2 of the budget.")
@@ -152,6 +155,40 @@ def run(config: str | None, epochs: float | None, suite: str | None, trackers: t
         click.echo(line, err=True)
     if failures:
         sys.exit(1)
+
+
+@main.command(name="plan")
+@click.option("--models", help="Comma-separated models to compare (as `bench run`).")
+@click.option("--task", help="Task to fine-tune on, or `glue`.")
+@click.option("--size", help="Size preset: tiny, small, base.")
+@click.option("--budget", help="Pretraining budget (as `bench run`).")
+@click.option("--seeds", type=click.IntRange(min=1), help="Fine-tuning seeds per pretraining run.")
+@click.option("--pretrain-seeds", "pretrain_seeds", type=click.IntRange(min=1),
+              help="Independent pretraining runs per model.")
+@click.option("--control", help="No-pretraining control (default scratch; `none` to drop).")
+@click.option("--suite", help="A named experiment (see `bench list`) or a suite file.")
+@click.option("--results", help="Results folder: its replicated runs give the noise, when it has any.")
+@click.option("--data", help="Data folder (overrides $BENCH_DATA_DIR).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Experiment file (default ./bench.toml).")
+@click.option("--power", is_flag=True, help="Also print the smallest gap the claims can detect with 80% power.")
+@click.option("--gap", type=click.FloatRange(min=0, min_open=True),
+              help="A true gap in score units (0.01 = one point): print the pretraining runs it needs (implies --power).")
+@_friendly
+def plan_cmd(config: str | None, suite: str | None, power: bool, gap: float | None, **flags: Any) -> None:
+    """The runs an experiment needs, without running them; with --power, what its claims can detect.
+
+    Claims treat the pretraining run as the unit (Welch t over per-run medians, Holm over the report's
+    comparisons). The noise comes from the results store's replicated runs of the same task and size
+    when it has them, else from the documented defaults.
+
+    \b
+    bench plan --power                                  the default experiment
+    bench plan --pretrain-seeds 5 --seeds 5 --gap 0.01  runs needed to find a one-point gap
+    """
+    from bench.api import plan_lines
+
+    for line in plan_lines(flags, config=config, suite=suite, power=power, gap=gap):
+        click.echo(line)
 
 
 @main.command()

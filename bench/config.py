@@ -100,6 +100,7 @@ class Experiment:
     budget: str | float | None = None  # FLOPs, "electra-small@6.25%" or "20min"; unset = the size preset's
     budget_convention: str = "paper"
     seeds: int | None = None  # fine-tuning seeds; unset = the size preset's default
+    pretrain_seeds: int = 1  # independent pretraining runs per model (pretrain.seed, +1, ...): the unit of a claim
     control: str | None = "scratch"  # a no-pretraining control added to every comparison
     curve: bool = False  # also fine-tune the checkpoints at 1/16..1/2 of the budget (a compute curve)
     trackers: tuple[str, ...] = ()  # experiment trackers (bench.tracking.TRACKERS): views of runs, never in their ids
@@ -140,16 +141,20 @@ class Experiment:
 
 # Top-level tables of bench.toml -> Experiment fields holding a settings dataclass.
 _SECTIONS = {"data": "data_settings", "pretrain": "pretrain", "finetune": "finetune", "executor": "executor"}
-_RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "control", "curve", "results", "data",
+_RUN_KEYS = ("models", "task", "size", "budget", "budget_convention", "seeds", "pretrain_seeds", "control", "curve", "results", "data",
              "quiet", "trackers")
 
 
 def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | None = None, *,
-                    suite: str | None = None) -> Experiment:
+                    suite: str | None = None, sized: bool = True) -> Experiment:
     """Read `path` (default ./bench.toml if present), layer `suite` over it, apply CLI `overrides`, validate.
 
     A suite (bench.suite) replaces the keys it sets, table by table ([models.X] and [tasks.X] whole);
-    its errors name the suite's file and line.
+    its errors name the suite's file and line. Its [size.<preset>] table for the size the run will use
+    (the flag, [run] size, else bench.plan.default_size()) goes over its other tables; flags win over it.
+    A budget named as a share of a reference run the suite gives the paper's total for becomes that
+    share of the total (Suite.resolve_share). `sized=False` skips the size tables (and so the default
+    size, which needs torch): for a caller that reads only the suite's models.
     """
     explicit = path is not None
     path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
@@ -168,12 +173,15 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
     where = str(path) if text else "built-in defaults"
     config_file = str(path) if text else None
     kwargs = _experiment_kwargs(raw, text, where)
+    spec = None
     if suite is not None:
         from bench.suite import read_suite
 
         spec, suite_raw, suite_text = read_suite(suite)
         _experiment_kwargs(suite_raw, suite_text, str(spec.path))  # the suite's own mistakes, with its lines
         raw = _layer(raw, suite_raw)
+        if sized and spec.sizes:  # [size.<preset>] of the size this run uses, over the suite's other tables
+            raw = _layer(raw, spec.size_tables(_run_size(raw, overrides)))
         where = f"{where} + suite {spec.path}" if text else str(spec.path)
         text = suite_text if not text else ""  # line numbers of a merged table would mislead
         kwargs = _experiment_kwargs(raw, text, where)
@@ -193,9 +201,23 @@ def load_experiment(path: str | Path | None = None, overrides: dict[str, Any] | 
                                                                                          "the command line")})
             continue
         kwargs[key] = _coerce(value, _field_type(Experiment, key), f"--{key.replace('_', '-')}", "the command line")
+    if spec is not None and spec.reference_flops:  # "electra-small@6.25%": a share of the paper's total
+        kwargs["budget"] = spec.resolve_share(kwargs.get("budget"), kwargs.get("budget_convention", "paper"))
     exp = Experiment(**kwargs)
     validate(exp, where, text)
     return exp
+
+
+def _run_size(raw: dict[str, Any], overrides: dict[str, Any] | None) -> str:
+    """The size preset a run of `raw` with `overrides` uses: the flag, [run] size, else the machine's default."""
+    size = (overrides or {}).get("size")
+    if size is None:
+        size = raw.get("run", {}).get("size")
+    if size is None:
+        from bench.plan import default_size
+
+        size = default_size()
+    return str(size)
 
 
 def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +282,7 @@ def _share(v: float) -> bool:
 
 RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("run", "seeds"): (lambda v: v >= 1, "an integer >= 1, e.g. 3"),
+    ("run", "pretrain_seeds"): (lambda v: v >= 1, "an integer >= 1 (independent pretraining runs per model), e.g. 3"),
     ("pretrain", "lr"): (_positive, "a positive, finite number, e.g. 5e-4"),
     ("pretrain", "batch_size"): (lambda v: v >= 1, "an integer >= 1, e.g. 32"),
     ("pretrain", "seq_len"): (lambda v: v >= 8, "an integer >= 8, e.g. 128"),

@@ -136,7 +136,8 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
     }
     fractions = tuple(sorted(set(exp.pretrain.checkpoint_fractions) | set(CURVE_FRACTIONS)))
     pretrain_runs = []
-    for name in names:
+    # an external checkpoint is one checkpoint: replicated pretraining applies to what is trained (or initialised) here
+    for name, k in ((n, k) for n in names for k in range(1 if n.startswith(EXTERNAL_PREFIXES) else exp.pretrain_seeds)):
         external = name if name.startswith(EXTERNAL_PREFIXES) else None
         backend = None if external else MODELS.get(name)
         pretrains = bool(backend is not None and getattr(backend, "pretrains", True))
@@ -147,7 +148,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
             lr=_first(exp.pretrain.lr, size.pretrain_lr), batch_size=_first(exp.pretrain.batch_size, size.pretrain_batch),
             seq_len=data["seq_len"], warmup_fraction=_first(exp.pretrain.warmup_fraction, size.warmup_fraction),
             weight_decay=exp.pretrain.weight_decay, adam_eps=exp.pretrain.adam_eps,
-            max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed,
+            max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed + k,
             checkpoint_fractions=fractions if pretrains else (1.0,), precision=exp.pretrain.precision,
             options=options, pretrains=pretrains, external=external, code="" if external else MODELS.code(name),
         ))

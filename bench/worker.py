@@ -20,6 +20,7 @@ from bench.preflight import build_backend
 from bench.registry import TASKS
 from bench.environment import environment, plugins_of
 from bench.results.store import Metric
+from bench.results.learning import reason as learning_reason
 from bench.tracking import RunTracker, TrackerSettings, finetune_run_name, flat_params, pretrain_run_name
 
 
@@ -161,7 +162,11 @@ class Worker:
                    Metric("train_examples", result.train_examples), Metric("cls_cosine", result.cls_cosine),
                    Metric("fraction", ft.fraction)]
         metrics += [Metric(f"metric_{k}", v) for k, v in result.metrics.items()]
+        metrics += [Metric(k, v) for k, v in result.learning.items()]
         warnings = [f"{ft.model} ({ft.task}, seed {ft.seed}): {w}" for w in result.warnings]
+        if why := learning_reason(result.learning):
+            warnings.append(f"{ft.model} ({ft.task}, seed {ft.seed}): did not learn the task: {why}; its score is "
+                            f"kept in the store and left out of every claim")
         warnings += _tracker_problems(f"{ft.model} ({ft.task}, seed {ft.seed})", tracking)
         return RunResult(metrics, warnings)
 

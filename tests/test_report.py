@@ -215,14 +215,19 @@ def test_pair_claims_interval_and_speedup(store):
     claims = pair_claims(comparison_table(store), "scratch")
     main_claim = claims[0]
     assert (main_claim.a, main_claim.b, main_claim.vs_control) == ("electra", "bert", False)
-    # 3 vs 3 seeds {0.84, 0.85, 0.86} vs {0.79, 0.80, 0.81}: extremes have probability (7/27)^2 = 6.7% > 2.5%
-    assert main_claim.ci.gap == pytest.approx(0.05)
-    assert (main_claim.ci.low, main_claim.ci.high) == (pytest.approx(0.03), pytest.approx(0.07))
-    # electra's curve hits bert's best (0.80) exactly at 1/4 of the budget: 4x less compute
+    # one pretraining run a side: two checkpoints compared over 3 vs 3 seeds {0.84, 0.85, 0.86} vs {0.79, 0.80, 0.81}
+    # by Welch's t: sd 0.01 each, se = sqrt(2 * 0.01**2 / 3), df 4, t(0.975, 4) = 2.7764
+    half = 2.776445105 * math.sqrt(2 * 0.01 ** 2 / 3)
+    assert main_claim.about == "checkpoints" and main_claim.ci.gap == pytest.approx(0.05)
+    assert (main_claim.ci.low, main_claim.ci.high) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
+    assert main_claim.ci.family == 3  # electra vs bert, and each against the control: one family
+    # electra's curve hits bert's best (0.80) exactly at 1/4 of the budget: 4x less compute, but one run per curve
     assert main_claim.a_to_b.point.a_flops == pytest.approx(BUDGET / 4) and main_claim.a_to_b.ratio == pytest.approx(4.0)
     assert main_claim.b_to_a.point.a_flops is None and main_claim.b_to_a.ratio == 0.0
-    assert "the claim that electra beats bert holds at this scale" in main_claim.sentence
-    assert "1/4 of the compute" in main_claim.sentence
+    assert "compares two checkpoints, not two objectives" in main_claim.sentence
+    assert "the claim that this electra checkpoint fine-tunes better than this bert one holds" in main_claim.sentence
+    assert "no compute speed-up is claimed: the curves rest on 1 vs 1 pretraining run(s)" in main_claim.sentence
+    assert "Holm-adjusted over the report's 3 comparisons" in main_claim.sentence
     assert [(c.a, c.b) for c in claims[1:]] == [("electra", "scratch"), ("bert", "scratch")]
     assert all(c.verdict == "better" for c in claims)
 
@@ -232,16 +237,16 @@ def test_verdict_lines_no_benefit_says_budget_too_small(tmp_path):
     with synthetic_store(tmp_path / "bench.db", curves=flat, control_score=0.60) as s:
         lines = verdict_lines(comparison_table(s), "scratch")
     assert len(lines) == 4  # electra vs bert, two vs control, the warning
-    assert "no measurable difference at this scale" in lines[0] and "3 vs 3 seeds" in lines[0]
+    assert "no measurable difference at this scale" in lines[0] and "3 vs 3 fine-tuning seeds" in lines[0]
     assert ("no model beats the no-pretraining control" in lines[-1] and "too small for pretraining to matter"
             in lines[-1] and "no evidence" in lines[-1])
 
 
-def test_verdict_lines_without_seed_scores_fall_back_to_ranges(store):
+def test_verdict_lines_without_per_run_scores_cannot_judge(store):
     df = comparison_table(store)
-    df.attrs.clear()  # a frame that lost its per-seed scores, e.g. read back from CSV
+    df.attrs.clear()  # a frame that lost its per-seed scores, e.g. read back from CSV: one median a side
     lines = verdict_lines(df, "scratch")
-    assert "differences between seed ranges +0.0300 to +0.0700" in lines[0]
+    assert "cannot judge" in lines[0] and "fewer than 2" in lines[0]
     assert not any("too small" in line for line in lines)
 
 
@@ -328,7 +333,7 @@ def test_report_after_a_real_curve_run(micro_project, monkeypatch):
     cli("report", "--format", "html", "--out", "report.html")
     text = (micro_project / "report.html").read_text(encoding="utf-8")
     assert text.count("<img src='data:image/png;base64,") == 3
-    assert "electra vs bert at matched FLOPs" in text and "one seed gives no spread" in text
+    assert "electra vs bert at matched FLOPs" in text and "cannot judge" in text
 
 
 def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
@@ -339,7 +344,7 @@ def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
     rows = []
     for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):
         rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, 1e13, 10, 1e13, 1e13, 0.8e13, 5.0, 100.0, 2.0,
-                                       headline, headline, headline, 3])))
+                                       headline, headline, headline, 1, "0", 3, ""])))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # MRPC's headline is F1 (0.80) but the paper's GLUE score counts its accuracy (0.70)
     df.attrs[GLUE_PAPER] = {_key(rows[0]): 0.30, _key(rows[1]): 0.70, _key(rows[2]): 0.10}

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.claims import claims_frame, pair_claims
+from bench.results.claims import claim_sentence, claims_frame, pair_claims
+from bench.results.inference import compare
 from bench.results.formats.html import claims_display
 from bench.results.report import build_report
-from bench.results.stats import (MIN_SEEDS_FOR_CLAIM, Curve, bootstrap_median_gap, bootstrap_speedups,
-                                 claim_sentence, indicative_note, speedup_withheld)
+from bench.results.stats import Curve, bootstrap_speedups, speedup_withheld
 from bench.results.store import Metric, Store
 from bench.results.tables import COLUMNS, comparison_table
 
@@ -35,11 +35,11 @@ SPREAD3 = (-0.01, 0.0, 0.01)
 
 def pretrain(store: Store, model: str, *, s_per_step: float = 0.75, start_s: float = 0.0,
              executed_per_step: float = 0.8e11, paper_per_step: float = PAPER_PER_STEP, convention: str = "paper",
-             checkpoint_wall: bool = True, pretrains: bool = True) -> str:
+             checkpoint_wall: bool = True, pretrains: bool = True, seed: int = 0) -> str:
     """A finished pretraining run with a checkpoint series; its clock reads start_s + s_per_step x step."""
-    run_id = f"pt-{model}"
+    run_id = f"pt-{model}" + (f"-s{seed}" if seed else "")
     spec = {"model": model, "size": "tiny", "convention": convention, "pretrains": pretrains, "external": None,
-            "budget": {"kind": "flops", "value": BUDGET if pretrains else 0.0, "text": f"{BUDGET:g}"}}
+            "budget": {"kind": "flops", "value": BUDGET if pretrains else 0.0, "text": f"{BUDGET:g}"}, "seed": seed}
     budget = STEPS * (paper_per_step if convention == "paper" else executed_per_step) if pretrains else 0.0
     store.claim(run_id, kind="pretrain", model=model, spec=spec, code_version="src-test", size="tiny",
                 budget=budget, git_sha="abc123", environment=ENV)
@@ -64,7 +64,7 @@ def pretrain(store: Store, model: str, *, s_per_step: float = 0.75, start_s: flo
 
 def finetune(store: Store, parent: str, model: str, fraction: float, scores: list[float]) -> None:
     for seed, score in enumerate(scores):
-        run_id = f"ft-{model}-{fraction:g}-{seed}"
+        run_id = f"ft-{parent}-{fraction:g}-{seed}"
         spec = {"model": model, "task": "sst2", "seed": seed, "fraction": fraction, "pretrain_id": parent,
                 "size": "tiny", "settings": {"lr": 3e-4}}
         store.claim(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task="sst2",
@@ -73,20 +73,26 @@ def finetune(store: Store, parent: str, model: str, fraction: float, scores: lis
                               Metric("eval_wall_s", 1.0)])
 
 
+RUNS5 = (0.0, -0.002, 0.002, -0.001, 0.001)  # five pretraining runs: each run's shift of the whole curve
+NOISY5 = (0.0, -0.01, 0.01, -0.005, 0.005)  # five pretraining runs as far apart as the seeds
+
+
 def make_store(path: Path, curves: dict[str, list[float]], *, spread: dict[str, tuple[float, ...]] | None = None,
-               control: float | None = 0.60, **per_model: dict) -> Store:
+               control: float | None = 0.60, runs: tuple[float, ...] = (0.0,), **per_model: dict) -> Store:
     """Curves per model (3 seeds each unless `spread` says otherwise), the scratch control at `control`;
-    per_model[name] holds pretrain() keywords for that model."""
+    `runs`: one pretraining run per entry, its curve shifted by it; per_model[name]: pretrain() keywords."""
     store = Store(path)
     store._conn.execute("PRAGMA synchronous = OFF")  # test-only: no fsync per small commit
     for model, medians in curves.items():
-        pt = pretrain(store, model, **per_model.get(model, {}))
-        ds = (spread or {}).get(model, SPREAD3)
-        for f, m in zip(FRACTIONS, medians):
-            finetune(store, pt, model, f, [round(m + d, 6) for d in ds])
+        for i, shift in enumerate(runs):
+            pt = pretrain(store, model, seed=i, **per_model.get(model, {}))
+            ds = (spread or {}).get(model, SPREAD3)
+            for f, m in zip(FRACTIONS, medians):
+                finetune(store, pt, model, f, [round(m + shift + d, 6) for d in ds])
     if control is not None:
-        pt = pretrain(store, "scratch", pretrains=False)
-        finetune(store, pt, "scratch", 1.0, [round(control + d, 6) for d in SPREAD3])
+        for i, shift in enumerate(runs):
+            pt = pretrain(store, "scratch", pretrains=False, seed=i)
+            finetune(store, pt, "scratch", 1.0, [round(control + shift + d, 6) for d in SPREAD3])
     return store
 
 
@@ -100,7 +106,7 @@ def main_claim(store: Store, control: str | None = "scratch"):
 
 
 def test_noise_around_the_control_claims_no_speedup_and_says_why(tmp_path):
-    with make_store(tmp_path / "bench.db", NOISE) as s:
+    with make_store(tmp_path / "bench.db", NOISE, runs=NOISY5) as s:
         claim = main_claim(s)
         lines = build_report(s).lines
     assert claim.a_to_b.ratio > 1  # the medians alone would have claimed a speed-up: one lucky checkpoint
@@ -117,11 +123,11 @@ def test_noise_around_the_control_claims_no_speedup_and_says_why(tmp_path):
 
 
 def test_noise_without_a_control_is_withheld_because_the_interval_spans_1x(tmp_path):
-    with make_store(tmp_path / "bench.db", NOISE, control=None) as s:
+    with make_store(tmp_path / "bench.db", NOISE, control=None, runs=NOISY5) as s:
         claim = main_claim(s, control=None)
     assert claim.a_to_b.low <= 1 <= claim.a_to_b.high
     assert "no speed-up is claimed for electra reaching bert's best score (0.6050)" in claim.sentence
-    assert "95% interval over 2000 resamples of 3 vs 3 seeds per checkpoint" in claim.sentence
+    assert "95% interval over 2000 resamples of 5 vs 5 pretraining runs per checkpoint" in claim.sentence
     assert "spans 1x" in claim.sentence and "speed-up of" not in claim.sentence
     assert "spans 1x" in claim.record()["speedup_a_withheld"]
 
@@ -130,8 +136,7 @@ def test_noise_without_a_control_is_withheld_because_the_interval_spans_1x(tmp_p
 
 
 def test_clear_speedup_is_printed_with_its_interval_in_flops_and_wall_clock(tmp_path):
-    spread = {"electra": TIGHT5, "bert": TIGHT5}
-    with make_store(tmp_path / "bench.db", CLEAR, spread=spread) as s:
+    with make_store(tmp_path / "bench.db", CLEAR, runs=RUNS5) as s:
         claim = main_claim(s)
     ab = claim.a_to_b
     assert ab.ratio == pytest.approx(4.0) and 1 < ab.low < 4 < ab.high
@@ -139,10 +144,9 @@ def test_clear_speedup_is_printed_with_its_interval_in_flops_and_wall_clock(tmp_
     text = claim.sentence
     assert (f"electra reaches bert's best score (0.8000, which bert reached with 1.6e+13 FLOPs) with 4e+12 FLOPs, "
             f"i.e. 1/4 of the compute: a speed-up of 4x in FLOPs (95% CI {ab.low:.3g}x to {ab.high:.3g}x, 2000 "
-            f"resamples of 5 vs 5 seeds per checkpoint)") in text
+            f"resamples of 5 vs 5 pretraining runs per checkpoint)") in text
     assert f"and 4x in wall-clock (30 s against bert's 120 s; 95% CI {ab.wall_low:.3g}x to {ab.wall_high:.3g}x)" in text
     assert "bert never reaches electra's best score (0.8500) within its budget (it falls short in 100%" in text
-    assert "indicative only" not in text  # 5 seeds a side
     rec = claim.record()
     assert (rec["speedup_a"], rec["speedup_a_low"], rec["speedup_a_high"]) == (pytest.approx(4.0), ab.low, ab.high)
     assert rec["wall_speedup_a"] == pytest.approx(4.0) and rec["speedup_a_withheld"] == ""
@@ -150,7 +154,17 @@ def test_clear_speedup_is_printed_with_its_interval_in_flops_and_wall_clock(tmp_
     shown = claims_display([claim]).iloc[0]  # the HTML report's claims table
     assert shown["speedup_a"] == f"4.00x ({ab.low:.2f}x to {ab.high:.2f}x)"
     assert shown["wall_speedup_a"].startswith("4.00x (") and shown["speedup_b"] == "never (0.00x to 0.00x)"
-    assert shown["indicative"] == ""
+
+
+def test_one_pretraining_run_per_curve_claims_no_speedup(tmp_path):
+    # the same clear curves from one pretraining run each: a lucky early checkpoint of one run would be invisible
+    with make_store(tmp_path / "bench.db", CLEAR, spread={"electra": TIGHT5, "bert": TIGHT5}) as s:
+        claim = main_claim(s)
+    assert claim.a_to_b.ratio == pytest.approx(4.0)  # the point estimate is there, in the record
+    assert ("no compute speed-up is claimed: the curves rest on 1 vs 1 pretraining run(s) of electra and bert"
+            in claim.sentence)
+    assert "speed-up of" not in claim.sentence
+    assert claim.record()["speedup_a_withheld"].startswith("the curves rest on 1 vs 1")
 
 
 def test_the_speedup_interval_by_hand_and_deterministic():
@@ -216,7 +230,7 @@ def test_the_resampled_search_follows_speedup_exactly():
 def test_one_seed_per_checkpoint_gives_no_speedup():
     flops = [1e12, 2e12, 4e12]
     ab, _ = bootstrap_speedups(Curve.of(flops, [[0.7], [0.8], [0.9]]), Curve.of(flops, [[0.6], [0.65], [0.7]]))
-    assert ab.method == "single-seed" and "one seed per checkpoint" in speedup_withheld(ab)
+    assert ab.method == "single-seed" and "one pretraining run per checkpoint" in speedup_withheld(ab)
 
 
 def test_already_there_at_the_first_checkpoint_is_a_lower_bound():
@@ -226,7 +240,7 @@ def test_already_there_at_the_first_checkpoint_is_a_lower_bound():
     ab, _ = bootstrap_speedups(a, b)
     assert ab.point.at_first_point and ab.high_open and ab.low == pytest.approx(16.0)
     assert speedup_withheld(ab) is None
-    text = claim_sentence("a", "b", bootstrap_median_gap([0.9, 0.91, 0.92], [0.795, 0.8, 0.805]), where="t",
+    text = claim_sentence("a", "b", compare([[0.9, 0.91, 0.92]] * 5, [[0.795, 0.8, 0.805]] * 5), where="t",
                           a_to_b=ab, b_to_a=_)
     assert "a already matches b's best score" in text and "a speed-up of at least 16x" in text
     assert "(95% CI from 16x, upper end open, 2000 resamples" in text  # lower bounds in the top tail
@@ -241,9 +255,8 @@ def test_wall_clock_speedup_follows_per_step_time(tmp_path, checkpoint_wall):
     # electra's step takes twice as long (1.5 s vs 0.75 s) after a 20 s start: it reaches bert's best at its
     # step 40, after 20 + 60 = 80 s, against bert's 160 x 0.75 = 120 s: 4x less compute is only 1.5x less time.
     # (A share of electra's whole run, 260 s x 1/4 = 65 s, would say 1.85x.)
-    spread = {"electra": TIGHT5, "bert": TIGHT5}
     slow = {"s_per_step": 1.5, "start_s": 20.0, "checkpoint_wall": checkpoint_wall}
-    with make_store(tmp_path / "bench.db", CLEAR, spread=spread, electra=slow,
+    with make_store(tmp_path / "bench.db", CLEAR, runs=RUNS5, electra=slow,
                     bert={"checkpoint_wall": checkpoint_wall}) as s:
         df = comparison_table(s)
         claim = main_claim(s)
@@ -267,29 +280,21 @@ def test_pretrain_wall_is_the_checkpoints_time_not_a_share_of_the_run(tmp_path):
     assert df["pretrain_wall_s"].tolist() == [20.0]
 
 
-# --- (d) fewer than 5 seeds: indicative only ------------------------------------------------------------
+# --- (d) the unit of a claim: pretraining runs, or two checkpoints ---------------------------------------
 
 
-def test_claims_from_fewer_than_five_seeds_are_flagged_indicative(tmp_path):
-    assert MIN_SEEDS_FOR_CLAIM == 5
-    with make_store(tmp_path / "bench.db", CLEAR) as s:  # 3 seeds a side
-        claims = pair_claims(comparison_table(s), "scratch")
-    flag = "indicative only (3 seeds; the paper takes the median of 10)"
-    assert all(c.sentence.endswith(flag + ".") for c in claims) and all(c.indicative for c in claims)
-    assert all(c.record()["indicative"] for c in claims)
-    assert "3 vs 3 seeds" in claims[0].sentence  # each side's seeds are stated
-
-
-def test_indicative_flag_names_both_sides_and_spares_non_claims():
-    assert indicative_note(4, 5) == "indicative only (4 vs 5 seeds; the paper takes the median of 10)"
-    assert indicative_note(5, 5) == "" and indicative_note(10, 7) == ""
-    better = bootstrap_median_gap([0.84, 0.85, 0.86, 0.85], [0.79, 0.80, 0.81, 0.80, 0.80])
-    assert claim_sentence("electra", "bert", better, where="t").endswith(
-        "indicative only (4 vs 5 seeds; the paper takes the median of 10).")
-    same = bootstrap_median_gap([0.80, 0.84], [0.78, 0.80])  # no difference: no claim to flag
-    assert "indicative" not in claim_sentence("electra", "bert", same, where="t")
-    enough = bootstrap_median_gap([0.84, 0.85, 0.86, 0.85, 0.85], [0.79, 0.80, 0.81, 0.80, 0.80])
-    assert "indicative" not in claim_sentence("electra", "bert", enough, where="t")
+def test_one_pretraining_run_a_side_compares_checkpoints_and_more_runs_compare_objectives(tmp_path):
+    with make_store(tmp_path / "one.db", CLEAR) as s:  # 1 pretraining run x 3 seeds a side
+        one = pair_claims(comparison_table(s), "scratch")
+    assert all(c.about == "checkpoints" for c in one)
+    assert "compares two checkpoints, not two objectives" in one[0].sentence
+    assert "over 3 vs 3 fine-tuning seeds" in one[0].sentence
+    with make_store(tmp_path / "five.db", CLEAR, runs=RUNS5) as s:  # 5 pretraining runs x 3 seeds a side
+        five = pair_claims(comparison_table(s), "scratch")
+    assert all(c.about == "objectives" for c in five)
+    assert "over 5 vs 5 pretraining runs (15 vs 15 fine-tuning runs in all)" in five[0].sentence
+    assert "two checkpoints" not in five[0].sentence
+    assert five[0].record()["pretrain_runs_a"] == 5 and five[0].record()["seeds_a"] == 15
 
 
 # --- (e) the executed-FLOPs column and the mismatch sentence ------------------------------------------------
@@ -308,7 +313,7 @@ def test_both_conventions_are_columns_beside_the_budgets(tmp_path):
     assert df[df["model"] == "scratch"]["pretrain_flops_executed"].tolist() == [0.0]
     text = rep.claims[0].sentence
     assert text.startswith("sst2 (tiny, 1.6e+13 FLOPs): electra vs bert at matched FLOPs (matched in the paper "
-                           "convention, electra executes 0.70x bert's FLOPs): median gap")
+                           "convention, electra executes 0.70x bert's FLOPs): one pretraining run")
     rec = rep.claims[0].record()
     assert rec["flops_ratio_paper"] == pytest.approx(1.0) and rec["flops_ratio_executed"] == pytest.approx(0.7)
 
@@ -329,6 +334,6 @@ def test_executed_budget_names_the_paper_convention(tmp_path):
     assert e["pretrain_flops"] == e["pretrain_flops_executed"] == pytest.approx(STEPS * 0.8e11)
     assert e["pretrain_flops_paper"] == pytest.approx(STEPS * 1.43e11)
     assert ("electra vs bert at matched FLOPs (matched in the executed convention, electra spends 1.43x bert's "
-            "FLOPs as the paper counts them): median gap") in claim.sentence
+            "FLOPs as the paper counts them): one pretraining run") in claim.sentence
     rec = claims_frame([claim]).iloc[0]
     assert rec["flops_ratio_executed"] == pytest.approx(1.0) and rec["flops_ratio_paper"] == pytest.approx(1.43)

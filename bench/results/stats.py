@@ -16,8 +16,9 @@ needs, so that ratio is a lower bound (conservative; when at least alpha/2 of th
 are such lower bounds the interval's upper end is open). `speedup_withheld` says when a speed-up
 must not be claimed: one seed per checkpoint, or an interval that spans 1x.
 
-A claim drawn from fewer than MIN_SEEDS_FOR_CLAIM seeds on either side is flagged as
-indicative only: the paper reports the median of PAPER_SEEDS fine-tuning runs.
+Claims themselves take the pretraining run as their unit (bench.results.inference); the median-gap
+bootstrap here is the method earlier reports used, kept for benchmarks/claim_calibration.py to show
+its coverage beside the shipped method's. The compute curves' points are per-run medians there.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ DEFAULT_RESAMPLES = 20_000
 DEFAULT_SEED = 0
 SPEEDUP_RESAMPLES = 2_000  # Monte-Carlo draws for a speed-up's interval: each re-runs both curves' searches
 PAPER_SEEDS = 10  # the ELECTRA paper reports the median of 10 fine-tuning runs
-MIN_SEEDS_FOR_CLAIM = 5  # below this many seeds on either side, a claim is indicative only
 
 
 @dataclass(frozen=True)
@@ -250,18 +250,6 @@ def bootstrap_median_gap(a: Sequence[float], b: Sequence[float], *, level: float
                  float(np.mean(gaps < 0)), "monte-carlo")
 
 
-def range_gap(median_a: float, min_a: float, max_a: float, n_a: int, median_b: float, min_b: float,
-              max_b: float, n_b: int) -> GapCI:
-    """Without per-seed scores: the interval of all differences between the two seed ranges.
-
-    It includes 0 exactly when the ranges overlap, and equals the exact bootstrap interval for 2 seeds each.
-    """
-    gap = _clean(median_a - median_b)
-    if n_a < 2 or n_b < 2:
-        return GapCI(gap, gap, gap, 1.0, n_a, n_b, float(gap > 0), float(gap < 0), "single-seed")
-    return GapCI(gap, _clean(min_a - max_b), _clean(max_a - min_b), 1.0, n_a, n_b, math.nan, math.nan, "range")
-
-
 def _clean(x: float) -> float:
     """Round away float noise (0.84 - 0.80 = 0.039999...) so equal gaps compare equal."""
     return round(float(x), 12)
@@ -456,21 +444,13 @@ def speedup_withheld(s: SpeedupCI) -> str | None:
     if s.method == "no-seeds":
         return "the per-seed scores are missing (a table read back from a file), so it has no interval"
     if s.method == "single-seed":
-        return "one seed per checkpoint gives no spread to put an interval on it"
+        return "one pretraining run per checkpoint gives no spread to put an interval on it"
     if s.low <= 1.0 <= s.high:
         first = (f" (in {s.p_first:.0%} of them its first checkpoint already reaches the target, so the curve "
                  f"cannot say how much less it needs)") if s.high_open else ""
         return (f"the speed-up's {s.level:.0%} interval over {s.n_resamples} resamples of {s.seeds_a} vs {s.seeds_b} "
-                f"seeds per checkpoint, {_span(s.low, s.high, s.high_open)}{first}, spans 1x")
+                f"pretraining runs per checkpoint, {_span(s.low, s.high, s.high_open)}{first}, spans 1x")
     return None
-
-
-def indicative_note(n_a: int, n_b: int) -> str:
-    """'' with enough seeds on both sides; else the flag that the claim is indicative only."""
-    if min(n_a, n_b) >= MIN_SEEDS_FOR_CLAIM:
-        return ""
-    seeds = f"{n_a} seeds" if n_a == n_b else f"{n_a} vs {n_b} seeds"
-    return f"indicative only ({seeds}; the paper takes the median of {PAPER_SEEDS})"
 
 
 # --- sentences ----------------------------------------------------------------------------------
@@ -500,26 +480,6 @@ def ratio_phrase(ratio: float) -> str:
     return f"{1 / ratio:.2g}x the compute"
 
 
-def gap_phrase(ci: GapCI) -> str:
-    """'median gap +0.0480 (95% CI +0.0310 to +0.0620, 3 vs 3 seeds)'."""
-    if not ci.judgeable:
-        return f"median gap {ci.gap:+.4f} ({ci.n_a} vs {ci.n_b} seeds: one seed gives no spread to judge by)"
-    if ci.method == "range":
-        return (f"median gap {ci.gap:+.4f} (differences between seed ranges {ci.low:+.4f} to {ci.high:+.4f}, "
-                f"{ci.n_a} vs {ci.n_b} seeds)")
-    return (f"median gap {ci.gap:+.4f} ({ci.level:.0%} CI {ci.low:+.4f} to {ci.high:+.4f}, "
-            f"{ci.n_a} vs {ci.n_b} seeds)")
-
-
-def verdict(ci: GapCI) -> str:
-    """'better' | 'worse' | 'same' (the interval includes 0) | 'unknown' (one seed)."""
-    if not ci.judgeable:
-        return "unknown"
-    if ci.includes_zero:
-        return "same"
-    return "better" if ci.low > 0 else "worse"
-
-
 def _seconds(x: float) -> str:
     return f"{x:.3g} s"
 
@@ -541,10 +501,10 @@ def speedup_phrase(a: str, b: str, s: SpeedupCI) -> str:
     """What A needs to reach B's best, in the paper's terms, with its interval in FLOPs and in wall-clock."""
     p = s.point
     ci = (f"{s.level:.0%} CI {_span(s.low, s.high, s.high_open)}, {s.n_resamples} resamples of "
-          f"{s.seeds_a} vs {s.seeds_b} seeds per checkpoint")
+          f"{s.seeds_a} vs {s.seeds_b} pretraining runs per checkpoint")
     if p.a_flops is None:
         return (f"{a} never reaches {b}'s best score ({p.target:.4f}) within its budget (it falls short in "
-                f"{s.p_never:.0%} of {s.n_resamples} resamples of {s.seeds_a} vs {s.seeds_b} seeds per checkpoint; "
+                f"{s.p_never:.0%} of {s.n_resamples} resamples of {s.seeds_a} vs {s.seeds_b} pretraining runs per checkpoint; "
                 f"{s.level:.0%} CI of the speed-up {_span(s.low, s.high, s.high_open)})")
     best = f"{b}'s best score ({p.target:.4f}, which {b} reached with {fmt_flops(p.b_flops)} FLOPs)"
     if p.at_first_point:
@@ -553,50 +513,6 @@ def speedup_phrase(a: str, b: str, s: SpeedupCI) -> str:
                 + _wall_phrase(b, s))
     return (f"{a} reaches {best} with {fmt_flops(p.a_flops)} FLOPs, i.e. {ratio_phrase(s.ratio)}: a speed-up of "
             f"{_x(s.ratio)} in FLOPs ({ci})" + _wall_phrase(b, s))
-
-
-def _ahead(who: str, share: float) -> str:
-    return "" if math.isnan(share) else f" ({who} ahead in {share:.0%} of bootstrap resamples)"
-
-
-def claim_sentence(a: str, b: str, ci: GapCI, *, where: str, at: str = "at matched FLOPs",
-                   claim: str | None = None, a_to_b: SpeedupCI | None = None, b_to_a: SpeedupCI | None = None,
-                   withheld: str | None = None, note: str = "") -> str:
-    """One plain sentence: does A beat B at matched compute here, how sure, and at what compute ratio.
-
-    `where` names the setting, e.g. "sst2 (tiny, 3e+13 FLOPs)"; `at` how the two were matched;
-    `claim` what is being tested (default "the claim that A beats B"); `note` follows `at` (e.g. how
-    the two compare in the other FLOP convention); `withheld` is a reason to claim no speed-up at all
-    (e.g. neither model beats the control). A verdict or speed-up drawn from fewer than
-    MIN_SEEDS_FOR_CLAIM seeds on either side ends the sentence flagged as indicative only.
-    """
-    v = verdict(ci)
-    claim = claim or f"the claim that {a} beats {b}"
-    head = f"{where}: {a} vs {b} {at}{note}: {gap_phrase(ci)}"
-    if v == "unknown":
-        body = f", so this run cannot judge {claim}"
-    elif v == "same":
-        body = (f"; the interval includes 0, so there is no measurable difference at this scale and {claim} "
-                f"is neither supported nor refuted")
-    elif v == "better":
-        body = (f"; the interval excludes 0{_ahead(a, ci.p_greater)}, "
-                f"so {claim} holds at this scale")
-    else:
-        body = (f"; the interval excludes 0{_ahead(b, ci.p_less)}, "
-                f"so {claim} does not hold at this scale: {b} is better")
-    extra: list[str] = []
-    if a_to_b is not None and b_to_a is not None:
-        why_ab, why_ba = withheld_reasons(a_to_b, b_to_a, withheld)
-        if why_ab and why_ab == why_ba:  # one reason for the pair: said once
-            extra = [f"no compute speed-up is claimed: {why_ab}"]
-        else:
-            for x, y, s, why in ((a, b, a_to_b, why_ab), (b, a, b_to_a, why_ba)):
-                extra.append(f"no speed-up is claimed for {x} reaching {y}'s best score ({s.point.target:.4f}): {why}"
-                             if why else speedup_phrase(x, y, s))
-    seeds = claims_made(ci, a_to_b, b_to_a, withheld)
-    flag = indicative_note(*seeds) if seeds else ""
-    tail = "".join("; " + e for e in extra + ([flag] if flag else []))
-    return head + body + tail + "."
 
 
 BOTH_AT_FIRST = ("both reach the other's best score at their first checkpoint, so the curves cannot tell their "
@@ -614,15 +530,3 @@ def withheld_reasons(a_to_b: SpeedupCI | None, b_to_a: SpeedupCI | None,
     if a_to_b.point.at_first_point and b_to_a.point.at_first_point:
         return BOTH_AT_FIRST, BOTH_AT_FIRST
     return speedup_withheld(a_to_b), speedup_withheld(b_to_a)
-
-
-def claims_made(ci: GapCI, a_to_b: SpeedupCI | None, b_to_a: SpeedupCI | None,
-                withheld: str | None = None) -> tuple[int, int] | None:
-    """The fewest (a's, b's) seeds behind the claims a sentence makes (a verdict, a speed-up), or None."""
-    seeds = [(ci.n_a, ci.n_b)] if verdict(ci) in ("better", "worse") else []
-    why_ab, why_ba = withheld_reasons(a_to_b, b_to_a, withheld)
-    if a_to_b is not None and why_ab is None:
-        seeds.append((a_to_b.seeds_a, a_to_b.seeds_b))
-    if b_to_a is not None and why_ba is None:
-        seeds.append((b_to_a.seeds_b, b_to_a.seeds_a))  # b_to_a counts b's curve first
-    return (min(n for n, _ in seeds), min(n for _, n in seeds)) if seeds else None

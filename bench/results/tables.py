@@ -23,10 +23,12 @@ series (the loop stamps every logging step), else the run's wall time pro rata o
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import statistics
 from typing import TYPE_CHECKING, Any, Iterable, Union
 
+from bench.results.learning import reason as not_learned_reason
 from bench.results.store import Store, canonical_json
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
            "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
-           "score_max", "seeds"]
+           "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned"]
 CONVENTIONS = ("paper", "executed")  # pretrain_flops_<convention>: both always shown beside the budget's
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 GLUE_PAPER = "glue_paper_scores"  # df.attrs key: same key -> median of the metric the paper's GLUE score uses
@@ -43,6 +45,7 @@ GLUE_PAPER = "glue_paper_scores"  # df.attrs key: same key -> median of the metr
 PAPER_GLUE_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr", "mrpc": "accuracy", "qqp": "accuracy"}
 GLUE_AVERAGE_EXCLUDES = ("wnli",)
 SEED_SCORES = "seed_scores"  # df.attrs key: (model, size, task, budget, pretrain_flops) -> per-seed scores
+RUN_SCORES = "run_scores"  # df.attrs key: the same key -> per pretraining run, the scores of its runs that learned
 
 
 class Shared(dict):
@@ -120,7 +123,8 @@ def pretrain_rows(store: Store) -> Rows:
         walls = _checkpoint_walls(store, r["id"], ckpts, m)
         points = {p.value: (p.step, p.flops, w) for p, w in zip(ckpts, walls)}  # fraction -> (step, FLOPs, wall)
         rows.append({
-            "pretrain_id": r["id"], "model": r["model"], "size": r["size"], "budget_flops": r["budget"],
+            "pretrain_id": r["id"], "pretrain_seed": spec.get("seed", 0), "pretrain_config": _config_key(r),
+            "model": r["model"], "size": r["size"], "budget_flops": r["budget"],
             "budget_text": spec.get("budget", {}).get("text"), "convention": conv,
             "steps": m.get("steps", 0), "flops": m.get(f"flops_{conv}", 0.0),
             "flops_paper": m.get("flops_paper", 0.0), "flops_executed": m.get("flops_executed", 0.0),
@@ -133,6 +137,12 @@ def pretrain_rows(store: Store) -> Rows:
             "device": r["environment"].get("device"), "started_at": r["started_at"],
         })
     return Rows(rows)
+
+
+def _config_key(run: dict[str, Any]) -> str:
+    """A pretraining run's configuration without its seed: the runs that replicate one another share it."""
+    spec = {k: v for k, v in run["spec"].items() if k != "seed"}
+    return hashlib.sha256((canonical_json(spec) + run["code_version"]).encode()).hexdigest()[:12]
 
 
 def pretrain_frame(store: Store) -> pd.DataFrame:
@@ -192,8 +202,9 @@ def finetune_rows(store: Store, pre: Rows | None = None, finals: dict[str, dict[
         step, flops, wall = (parent.get("points") or {}).get(frac, (None, None, None))
         if step is None:  # no checkpoint series (controls, external checkpoints): the run's totals
             step, flops, wall = parent.get("steps", 0), parent.get("flops", 0.0), parent.get("wall_s", 0.0)
-        row = {"run_id": r["id"], "pretrain_id": r["parent_id"], "model": r["model"], "size": r["size"],
-               "task": r["task"], "seed": r["seed"], "fraction": frac,
+        row = {"run_id": r["id"], "pretrain_id": r["parent_id"], "pretrain_seed": parent.get("pretrain_seed", 0),
+               "pretrain_config": parent.get("pretrain_config", r["parent_id"]), "model": r["model"],
+               "size": r["size"], "task": r["task"], "seed": r["seed"], "fraction": frac,
                "budget_flops": parent.get("budget_flops", 0.0), "pretrain_steps": step, "pretrain_flops": flops,
                **{f"pretrain_flops_{c}": flops_in(parent, step, c) if parent else 0.0 for c in CONVENTIONS},
                "pretrain_wall_s": wall,
@@ -205,7 +216,9 @@ def finetune_rows(store: Store, pre: Rows | None = None, finals: dict[str, dict[
                # runs on other task data (a file edited since) are other rows too
                "task_data": r["spec"].get("task_data", ""),
                # and runs of another version of a plug-in task's code
-               "task_code": r["spec"].get("code", "")}
+               "task_code": r["spec"].get("code", ""),
+               # a run that did not learn (bench.results.learning): kept, shown, and left out of every claim
+               "not_learned": not_learned_reason(m)}
         row.update({k: v for k, v in m.items() if k.startswith("metric_")})
         rows.append(row)
     return Rows(rows)
@@ -255,35 +268,61 @@ def _sort_key(value: Any) -> tuple[bool, Any]:
 
 
 def comparison_rows(table: Table) -> Rows:
-    """Aggregate per-seed rows to the comparison table; per-seed scores go to attrs[SEED_SCORES]."""
+    """Aggregate per-seed rows to the comparison table, over pretraining runs and their fine-tuning seeds.
+
+    A row is one configuration (pretraining spec less its seed, task, checkpoint, fine-tuning settings):
+    `pretrain_runs` replicate it, each fine-tuned over `seeds` seeds (the fewest any run has); the score
+    columns are over every fine-tuning run; `not_learned` counts the runs that did not learn and why.
+    Per-seed scores go to attrs[SEED_SCORES]; per pretraining run, the scores of runs that learned, to
+    attrs[RUN_SCORES] (what claims use).
+    """
     ft = as_rows(table)
-    rows, scores_by_key, glue_by_key = [], {}, {}
+    rows, scores_by_key, runs_by_key, glue_by_key = [], {}, {}, {}
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in ft.records:
-        key = tuple(r.get(k) for k in ("pretrain_id", "task", "fraction", "settings", "task_data", "task_code"))
+        key = tuple(r.get(k) for k in ("pretrain_config", "task", "fraction", "settings", "task_data", "task_code"))
         if is_present(key):  # as groupby: a row with a missing key is in no group
             groups.setdefault(key, []).append(r)
     for g in groups.values():  # in order of first appearance, as groupby(sort=False)
         first = g[0]
         scores = [number(r.get("score")) for r in g]
+        by_run: dict[Any, list[dict[str, Any]]] = {}
+        for r in g:
+            by_run.setdefault(r.get("pretrain_id"), []).append(r)
+        failed = [r["not_learned"] for r in g if r.get("not_learned")]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
             "budget_flops": number(first["budget_flops"]), "pretrain_steps": int(first["pretrain_steps"]),
             "pretrain_flops": number(first["pretrain_flops"]),
             "pretrain_flops_paper": number(first["pretrain_flops_paper"]),
             "pretrain_flops_executed": number(first["pretrain_flops_executed"]),
-            "pretrain_wall_s": number(first["pretrain_wall_s"]), "tokens_per_s": number(first["tokens_per_s"]),
+            "pretrain_wall_s": statistics.median(number(rs[0]["pretrain_wall_s"]) for rs in by_run.values()),
+            "tokens_per_s": statistics.median(number(rs[0]["tokens_per_s"]) for rs in by_run.values()),
             "finetune_wall_s": statistics.median(number(r["finetune_wall_s"]) for r in g),
             "score_median": statistics.median(scores), "score_min": min(scores), "score_max": max(scores),
-            "seeds": len(scores),
+            "pretrain_runs": len(by_run),
+            "pretrain_seeds": ",".join(str(s) for s in sorted({rs[0].get("pretrain_seed") or 0 for rs in by_run.values()})),
+            "seeds": min(len(rs) for rs in by_run.values()),
+            "not_learned": _not_learned_text(failed, len(g)),
         })
         # groups come in run order, so a later run of the same point (new code version) wins
         scores_by_key[_key(rows[-1])] = scores
+        runs_by_key[_key(rows[-1])] = [[number(r.get("score")) for r in rs if not r.get("not_learned")]
+                                       for _, rs in sorted(by_run.items(), key=lambda kv: kv[1][0].get("pretrain_seed") or 0)]
         col = paper_metric_column(first["task"])
         if all(is_present((r.get(col),)) for r in g):
             glue_by_key[_key(rows[-1])] = statistics.median(float(r[col]) for r in g)
     rows.sort(key=lambda r: tuple(_sort_key(r[c]) for c in ("task", "size", "model", "pretrain_flops")))  # stable
-    return Rows(rows, COLUMNS, {SEED_SCORES: Shared(scores_by_key), GLUE_PAPER: Shared(glue_by_key)})
+    return Rows(rows, COLUMNS, {SEED_SCORES: Shared(scores_by_key), RUN_SCORES: Shared(runs_by_key),
+                                GLUE_PAPER: Shared(glue_by_key)})
+
+
+def _not_learned_text(reasons: list[str], total: int) -> str:
+    """'' when every run learned; else '3/3: every dev prediction is one class' (the commonest reason)."""
+    if not reasons:
+        return ""
+    common = max(set(reasons), key=reasons.count)
+    return f"{len(reasons)}/{total}: {common}"
 
 
 def comparison_from(ft: Table) -> pd.DataFrame:
@@ -356,6 +395,11 @@ def seed_scores_of(table: Table, row: dict[str, Any]) -> list[float] | None:
     return table.attrs.get(SEED_SCORES, {}).get(_key(row))
 
 
+def run_scores_of(table: Table, row: dict[str, Any]) -> list[list[float]] | None:
+    """Per pretraining run, the scores of its fine-tuning runs that learned (None: a table without them)."""
+    return table.attrs.get(RUN_SCORES, {}).get(_key(row))
+
+
 def full_budget(table: Table) -> Rows:
     """Each model's full-budget point per task, size and budget; older duplicate runs dropped."""
     rows = as_rows(table)
@@ -389,7 +433,7 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
     """
     full = full_budget(table)
     if full.empty:
-        return Rows([], LEADERBOARD_HEAD + ["score", "seeds"])
+        return Rows([], LEADERBOARD_HEAD + ["score", "pretrain_runs", "seeds"])
     tasks = sorted({r["task"] for r in full.records})
     score_col = score_column(tasks)
     info = _params_by_config(pre)
@@ -412,12 +456,14 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
         for t in tasks:
             row[t] = per_task.get(t, math.nan)
         row[score_col] = statistics.fmean(averaged.values())
+        row["pretrain_runs"] = int(min(number(r.get("pretrain_runs")) for r in g)) if all(
+            is_present((r.get("pretrain_runs"),)) for r in g) else 1
         row["seeds"] = int(min(r["seeds"] for r in g))
         row["_complete"] = len(per_task) == len(tasks)
         rows.append(row)
     # sort_values(["_complete", score], ascending=False, kind="stable"): a NaN score last
     rows.sort(key=lambda r: (not r["_complete"], *_sort_key(-r[score_col])))
-    columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "seeds"]
+    columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "pretrain_runs", "seeds"]
     return Rows([{"rank": i, **{c: r[c] for c in columns}} for i, r in enumerate(rows, 1)], ["rank", *columns])
 
 

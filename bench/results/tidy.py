@@ -17,7 +17,8 @@ import pandas as pd
 
 from bench.results.store import Store
 
-RUN_COLUMNS = ["run_id", "kind", "model", "task", "size", "budget", "seed", "parent_id", "status", "attempts",
+RUN_COLUMNS = ["run_id", "kind", "model", "task", "size", "budget", "seed", "pretrain_seed", "parent_id", "status",
+               "attempts",
                "error", "started_at", "finished_at", "wall_s", "git_sha", "code_version"]
 METRIC_COLUMNS = ["run_id", "name", "step", "value", "flops", "wall_s"]
 
@@ -44,13 +45,18 @@ def _elapsed(start: str | None, end: str | None) -> float | None:
 
 
 def runs_frame(store: Store, *, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per run, oldest first: RUN_COLUMNS (wall_s = finished_at - started_at), then `spec.*`, `env.*`."""
+    """One row per run, oldest first: RUN_COLUMNS (wall_s = finished_at - started_at), then `spec.*`, `env.*`.
+
+    `pretrain_seed`: a pretraining run's own seed, a fine-tuning run's pretraining run's (which replicate it)."""
     wanted = None if run_ids is None else set(run_ids)
     rows = []
-    for r in store.runs(status=None):
+    every = store.runs(status=None)
+    pretrain_seed = {r["id"]: r["spec"].get("seed", 0) for r in every if r["kind"] == "pretrain"}
+    for r in every:
         if wanted is not None and r["id"] not in wanted:
             continue
-        row = {"run_id": r["id"], **{c: r.get(c) for c in RUN_COLUMNS[1:] if c != "wall_s"},
+        row = {"run_id": r["id"], **{c: r.get(c) for c in RUN_COLUMNS[1:] if c not in ("wall_s", "pretrain_seed")},
+               "pretrain_seed": pretrain_seed.get(r["id"] if r["kind"] == "pretrain" else r["parent_id"]),
                "wall_s": _elapsed(r["started_at"], r["finished_at"])}
         row.update(flatten(r["spec"], "spec"))
         row.update(flatten(r["environment"] or {}, "env"))

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.errors import ConfigError, DataError
+from bench.train.learning_check import learning_check
 from bench.train.schedule import linear_schedule
 from bench.task import Task
 
@@ -100,6 +101,7 @@ class FinetuneResult:
     cls_cosine: float
     warnings: list[str] = field(default_factory=list)
     data_wall_s: float = 0.0  # loading + tokenizing train and eval splits
+    learning: dict[str, float] = field(default_factory=dict)  # bench.train.learning_check: did the run learn?
 
 
 class ClsClassifier(nn.Module):
@@ -583,12 +585,16 @@ def finetune(
     # --- evaluate ---
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
+    learning: dict[str, float] = {}
     for (split, suffix), loader in zip(spec.eval_splits.items(), eval_loaders):
         predictions, references = _predict(model, loader, spec.is_regression, accelerator)
         if spec.is_regression:
             predictions = predictions * spec.label_scale  # back to the data's scale: metrics never see the training one
         for name, value in task.compute_metrics(predictions, references).items():
             metrics[name + suffix] = float(value)
+        if not suffix:  # the headline's split: did the run learn at all? (a finding, kept beside the score)
+            learning = (learning_check(predictions, references, _train_labels(train_ds, spec),
+                                       _headline_scorer(task), regression=spec.is_regression))
     eval_wall_s = time.perf_counter() - t0
 
     if tracking is not None:
@@ -605,7 +611,27 @@ def finetune(
         cls_cosine=cosine,
         warnings=warnings,
         data_wall_s=data_wall_s,
+        learning=learning,
     )
+
+
+def _train_labels(train_ds: Any, spec: Any) -> np.ndarray:
+    """The training labels on the data's scale (regression trains on label / label_scale)."""
+    labels = np.asarray(train_ds["label"][:], dtype=np.float64)
+    return labels * spec.label_scale if spec.is_regression else labels
+
+
+def _headline_scorer(task: Task) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The headline metric as a plain function: the built-in metric directly (fast enough to resample), else
+    through the task's own compute_metrics."""
+    from bench.metrics import KNOWN_METRICS
+
+    name = task.spec.headline
+    if name in KNOWN_METRICS:
+        from bench.metrics.bench_metric import METRICS
+
+        return METRICS[name]
+    return lambda p, r: task.compute_metrics(p, r)[name]
 
 
 @torch.inference_mode()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench.results.formats.markdown import render
+from bench.results.formats.markdown import render, with_paper
 
 if TYPE_CHECKING:
     from bench.results.report import Report
 
 
-def render_report(report: Report, *, images: list[Any] | None = None) -> str:
-    """The comparison table as CSV; it round-trips (no rounding)."""
-    return render(report.comparison_rows, "csv")
+def render_report(report: Report, *, images: list[Any] | None = None,
+                  paper: dict[str, float] | None = None) -> str:
+    """The comparison table as CSV; it round-trips (no rounding).
+    `paper` (a suite's published number per model, `bench report --suite`) adds a `paper` column."""
+    return render(with_paper(report.comparison_rows, paper), "csv")

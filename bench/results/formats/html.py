@@ -15,7 +15,6 @@ import pandas as pd
 
 from bench.results.claims import LEVEL, claims_frame
 from bench.results.formats.markdown import display_frame, leaderboard_caption, render, render_leaderboard, report_tasks
-from bench.results.stats import MIN_SEEDS_FOR_CLAIM, PAPER_SEEDS
 
 if TYPE_CHECKING:
     from bench.results.claims import PairClaim
@@ -103,21 +102,23 @@ def claims_display(claims: list[PairClaim]) -> pd.DataFrame:
     for col in speed:
         wall, side = ("wall_", col[-1]) if col.startswith("wall_") else ("", col[-1])
         shown[col] = [_speedup_cell(r, wall, side) for r in recs]
-    shown["indicative"] = ["yes" if x else "" for x in frame["indicative"]]
     return shown
 
 
 def _claims_table(claims: list[PairClaim]) -> str:
     if not claims:
         return ""
-    note = (f"gap = median score of model_a minus model_b at the full budget; ci = {LEVEL:.0%} percentile-bootstrap "
-            f"interval over fine-tuning seeds; p_a_ahead = share of resamples in which model_a leads; indicative = "
-            f"a verdict or speed-up from fewer than {MIN_SEEDS_FOR_CLAIM} seeds on a side (the paper takes the "
-            f"median of {PAPER_SEEDS}); flops_ratio_paper / _executed = model_a's pretraining FLOPs / model_b's in "
-            f"each convention; speedup_a = compute model_b spent on its best score / compute model_a needs to "
-            f"match it (from the curves; 0x = never within its budget), wall_speedup_a the same in pretraining "
-            f"wall-clock, each with its {LEVEL:.0%} bootstrap interval over seeds; 'withheld': not claimed, the "
-            f"claim sentence above says why.")
+    note = (f"about = what the claim compares: objectives (at least 2 pretraining runs a side: the gap of mean "
+            f"per-run median scores) or two checkpoints (one pretraining run on a side: the mean gap over fine-tuning "
+            f"seeds); ci = {LEVEL:.0%} Welch t interval over those units; p = its two-sided p-value, p_holm = "
+            f"Holm-adjusted over the report's family of comparisons (a verdict needs p_holm < {1 - LEVEL:.2g}); "
+            f"min_detectable_gap = the smallest gap this design finds with 80% power after that correction; "
+            f"left_out = fine-tuning runs that did not learn the task, kept out of the claim; "
+            f"flops_ratio_paper / _executed = model_a's pretraining FLOPs / model_b's in each convention; "
+            f"speedup_a = compute model_b spent on its best score / compute model_a needs to match it (from the "
+            f"curves; 0x = never within its budget), wall_speedup_a the same in pretraining wall-clock, each with its "
+            f"{LEVEL:.0%} bootstrap interval over pretraining runs; 'withheld': not claimed, the claim sentence above "
+            f"says why.")
     return _table(claims_display(claims)) + f"<p class='caption'>{_e(note)}</p>"
 
 

@@ -40,7 +40,7 @@ DISPLAY_KINDS = {"budget_flops": "flops", "pretrain_flops": "flops", "pretrain_f
                  "finetune_wall_s": "time", "tokens_per_s": "time", "score_median": "score", "score_min": "score",
                  "score_max": "score", "params": "count", "score": "score", "glue_avg": "score",
                  "avg_score": "score", "gap": "score", "ci_low": "score", "ci_high": "score",
-                 "p_a_ahead": "score",
+                 "p": "score", "p_holm": "score", "min_detectable_gap": "score",
                  **{f"{w}speedup_{side}{end}": "ratio" for w in ("", "wall_") for side in "ab"
                     for end in ("", "_low", "_high")},
                  **{f"flops_ratio_{c}": "ratio" for c in CONVENTIONS}}
@@ -112,11 +112,24 @@ def _table(table: Table, fmt: str, score_cols: Iterable[str] = ()) -> str:
                     tablefmt="github" if fmt == "md" else fmt, disable_numparse=True)
 
 
+PAPER = "paper"  # a suite's published number per model (bench report --suite), after the comparison's COLUMNS
+
+
+def with_paper(table: Table, paper: dict[str, float] | None) -> Rows:
+    """The comparison rows with a `paper` column: the suite's published number for each row's model
+    (missing, e.g. the control, where the suite has none). `paper=None`: the rows as they are."""
+    rows = as_rows(table)
+    if paper is None:
+        return rows
+    records = [{**r, PAPER: paper.get(r.get("model"), math.nan)} for r in rows.records]
+    return Rows(records, [*[c for c in rows.columns if c != PAPER], PAPER], rows.attrs)
+
+
 def render(table: Table, fmt: str = "md") -> str:
     """The comparison table: csv and json keep full precision (they round-trip); md/html/latex are for people."""
     rows = as_rows(table)
     if set(COLUMNS) <= set(rows.columns):
-        rows = Rows(rows.records, COLUMNS, rows.attrs)
+        rows = Rows(rows.records, COLUMNS + [PAPER] * (PAPER in rows.columns), rows.attrs)
     if fmt == "csv":
         return _csv(rows)
     if fmt == "json":  # exact, valid JSON: NaN written as null

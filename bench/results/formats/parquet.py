@@ -3,6 +3,7 @@ pandas, polars and DuckDB, as benchopt writes its results. Needs pyarrow."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -25,13 +26,18 @@ def _one_type(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_store(store: Store, path: str | Path, *, run_ids: Iterable[str] | None = None) -> Path:
-    """Write the long table of `store` (only `run_ids`, if given) to `path` as Parquet."""
+def write_store(store: Store, path: str | Path, *, run_ids: Iterable[str] | None = None,
+                paper: dict[str, float] | None = None) -> Path:
+    """Write the long table of `store` (only `run_ids`, if given) to `path` as Parquet; `paper` (a suite's
+    published number per model) adds a `paper` column to each run of that model (missing for the others)."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         raise ConfigError("the parquet format needs pyarrow: `pip install pyarrow` (or another format).") from None
     from bench.results.tidy import long_table
 
-    _one_type(long_table(store, run_ids=run_ids)).to_parquet(path, index=False, engine="pyarrow")
+    frame = long_table(store, run_ids=run_ids)
+    if paper is not None:
+        frame["paper"] = [float(paper.get(m, math.nan)) for m in frame["model"]]
+    _one_type(frame).to_parquet(path, index=False, engine="pyarrow")
     return Path(path)
