@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 import re
-import tomllib
+from bench.toml_compat import tomllib
 import types
 import typing
 from dataclasses import dataclass, field

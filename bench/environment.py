@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("bench", "models", "tasks")
 # Modules that only present stored results: changing them cannot change a number, so they stay
 # out of the code version and a report change never invalidates finished runs.
-PRESENTATION = {"bench/cli.py", *(f"bench/results/{m}.py" for m in ("report", "stats", "plots", "status", "tables",
-                                                                      "claims", "tidy", "paper")),
+PRESENTATION = {"bench/cli.py", "bench/power.py",
+                *(f"bench/results/{m}.py" for m in ("report", "stats", "plots", "status", "tables", "claims", "tidy",
+                                                    "paper", "inference", "learning")),
                 *(f"bench/results/formats/{m}.py" for m in ("__init__", "markdown", "csv_format", "json_format", "latex",
                                                             "html", "parquet"))}
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")

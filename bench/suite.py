@@ -36,7 +36,7 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
+from bench.toml_compat import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from bench.registry import MODELS
 from bench.train.flops import default_token_info
-from bench.train.hardware import peak_flops
+from bench.train.hardware import mfu, peak_flops
 from bench.train.pretrain import OptimSettings, mixed_precision, make_optimizer, plan_pretraining, pretrain
 from models.sizes import SIZES
 
@@ -116,12 +116,13 @@ def measure(model: str, size: str, batch: int, seq: int, steps: int, rounds: int
             if device.type == "cuda" else None)
     rows = []
     for impl, (s, mem) in best.items():
+        util = mfu(executed / s, peak, world_size=1)  # one process: this script times one device
         name = "harness" + (" (compiled)" if compiled else "") if impl == "harness" else \
             f"hf ({getattr(hf, 'stock_class', 'ElectraForMaskedLM + ElectraForPreTraining')})"
         ratio = best["hf"][0] / s if "hf" in best else None
         rows.append([model, size, f"{batch}x{seq}", "bf16" if bf16 else "fp32", name, f"{s:.4f}",
                      f"{batch * seq / s:,.0f}", f"{ratio:.2f}x" if impl == "harness" and ratio else "",
-                     f"{executed / s / peak:.1%}" if peak else "-", f"{mem:,.0f}" if mem is not None else "-"])
+                     f"{util:.1%}" if util is not None else "-", f"{mem:,.0f}" if mem is not None else "-"])
     return rows
 
 

@@ -15,6 +15,13 @@ from tabulate import tabulate
 from bench.results.store import Store
 
 
+def _device(env: dict) -> str:
+    """The device, with the process count under DDP ("2 x NVIDIA H100"): MFU is per device."""
+    processes = int(env.get("processes", 1) or 1)
+    device = env.get("device", "")
+    return f"{processes} x {device}" if processes > 1 else device
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results", help="results folder holding bench.db")
@@ -29,9 +36,10 @@ def main() -> None:
             rows.append([r["model"], r["size"], r["status"], int(steps), f"{m.get('planned_steps', 0):.0f}",
                          f"{wall:,.0f}", f"{steps / wall:.2f}" if wall else "-", f"{m.get('tokens_per_s', 0):,.0f}",
                          f"{m['mfu']:.1%}" if "mfu" in m else "-", f"{m.get('peak_memory_mb', 0):,.0f}",
-                         "yes" if m.get("compiled") else "no", r["environment"].get("device", "")])
+                         "yes" if m.get("compiled") else "no", _device(r["environment"])])
     print(tabulate(rows, headers=["model", "size", "status", "steps", "planned", "wall s", "steps/s", "tokens/s",
-                                  "MFU", "peak MB", "compiled", "device"], tablefmt="github", disable_numparse=True))
+                                  "MFU per device", "peak MB", "compiled", "device"],
+                   tablefmt="github", disable_numparse=True))
 
 
 if __name__ == "__main__":

@@ -49,11 +49,12 @@ class ReplaceMLMBackend(ElectraBackend):
                          gen_size=gen_size, temperature=temperature)
         del self.disc_head  # no detection here: the main encoder predicts the original tokens
         self.mlm_head = TiedMLMHead(self.discriminator.config, self.discriminator.embeddings.word_embeddings)
+        # built once and moved with the module: no host-to-device copy per step; not in the state dict
+        self.register_buffer("special_ids", torch.tensor(sorted(set(tokens.special_ids))), persistent=False)
 
     def sample(self, gen_logits: torch.Tensor, rng: RowRandom | None) -> torch.Tensor:
         # never sample a special id: a sampled [MASK] would show the encoder the token this objective removes
-        special = torch.tensor(self.tokens.special_ids, device=gen_logits.device)
-        return super().sample(gen_logits.detach().index_fill(-1, special, float("-inf")), rng)
+        return super().sample(gen_logits.detach().index_fill(-1, self.special_ids, float("-inf")), rng)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> BackendOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

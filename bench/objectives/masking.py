@@ -22,8 +22,10 @@ def n_predictions(seq_len: int, mask_prob: float) -> int:
 
 def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: tuple[int, ...]) -> torch.Tensor:
     """True where a position may be masked: a real token that is not [CLS]/[SEP]/[PAD]/[MASK]/[UNK]."""
-    special = torch.tensor(special_ids, device=input_ids.device)
-    return attention_mask.bool() & ~torch.isin(input_ids, special)
+    cand = attention_mask.bool()
+    for special in special_ids:  # one comparison per id: no tensor built from a Python list (a host copy) per step
+        cand = cand & (input_ids != special)
+    return cand
 
 
 def sample_mask_positions(
@@ -72,12 +74,19 @@ def corrupt(
     new = original.clone()
     new = torch.where(u < mask_frac, torch.full_like(new, tokens.mask_id), new)
     if random_frac > 0:
-        pool = non_special_ids(tokens, input_ids.device)
-        rand_tok = pool[integers(len(pool), tuple(positions.shape), input_ids.device, rng)]
+        specials = _specials(tokens)
+        rand_tok = integers(tokens.vocab_size - len(specials), tuple(positions.shape), input_ids.device, rng)
+        for special in specials:  # ascending: the r-th non-special id, without a pool of ids (no boolean index)
+            rand_tok = rand_tok + (rand_tok >= special).long()
         is_rand = (u >= mask_frac) & (u < mask_frac + random_frac)
         new = torch.where(is_rand, rand_tok, new)
     new = torch.where(weights > 0, new, original)
     return input_ids.scatter(1, positions, new)
+
+
+def _specials(tokens: TokenInfo) -> list[int]:
+    """The distinct special ids inside the vocabulary, ascending."""
+    return sorted({i for i in tokens.special_ids if 0 <= i < tokens.vocab_size})
 
 
 def non_special_ids(tokens: TokenInfo, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Runs that did not learn: the codes a fine-tuning run stores (`did_not_learn`) and what they mean.
 
-bench.train.learning_check computes them when a run is evaluated; tables and claims read them here.
+bench.train.learning_check computes them when a run is evaluated (and defines the numbers: 0 learned, 1 one
+class, 2 constant, 3 at the trivial baseline); tables and claims read them here.
 A run stored before the check existed has no code and counts as learned (nothing is known against it).
 """
 

@@ -461,12 +461,11 @@ def finetune(
     """Fine-tune `source` on `task` with `cfg` and evaluate on every split of spec.eval_splits.
 
     `accelerator`: reuse one (its object lists then keep this run's model until its owner frees
-    them); otherwise one is made for this call (`mixed_precision` None = accelerate's default or
-    whatever an earlier Accelerator in this process chose).
+    them); otherwise one is made for this call, in `mixed_precision` (None or "no" = fp32, "bf16"),
+    never in the precision an earlier Accelerator in this process chose.
     `tracking` (bench.tracking): the training loss per step and the final metrics also go to the
     run's experiment trackers (through this call's own Accelerator); they never change what is trained.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -474,11 +473,14 @@ def finetune(
     if accelerator is None:
         from accelerate.utils import DataLoaderConfiguration
 
+        from bench.train.hardware import fresh_accelerator
+
         # split_batches: each configured batch is the global one, cut into one slice per process, so
-        # 1 and N processes take the same steps on the same examples
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
-                                  dataloader_config=DataLoaderConfiguration(split_batches=True),
-                                  **(tracking.accelerator_kwargs() if tracking is not None else {}))
+        # 1 and N processes take the same steps on the same examples. fresh_accelerator: fp32 unless
+        # `mixed_precision` says otherwise, whatever an earlier Accelerator in this process (pretraining) chose
+        accelerator = fresh_accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision or "no",
+                                        dataloader_config=DataLoaderConfiguration(split_batches=True),
+                                        **(tracking.accelerator_kwargs() if tracking is not None else {}))
     if tracking is not None:
         tracking.start(accelerator)  # before set_seed: nothing a tracker draws can reach the run's streams
     spec = task.spec

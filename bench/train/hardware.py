@@ -1,18 +1,26 @@
-"""Peak dense FLOP/s of common accelerators, for model-FLOPs utilisation (MFU).
+"""The device side of a run: a fresh `accelerate.Accelerator`, and peak FLOP/s for MFU.
 
-Datasheet figures without sparsity. MFU = achieved model FLOP/s (the `executed` count) /
-peak for the precision the run used; a device missing here gets no MFU, never a guess.
+Peak dense FLOP/s of common accelerators, for model-FLOPs utilisation (MFU): datasheet figures
+without sparsity. MFU = achieved model FLOP/s (the `executed` count) / (processes x one device's
+peak) for the precision the run used; a device missing here gets no MFU, never a guess.
 """
 
 from __future__ import annotations
 
-# (substring of torch.cuda.get_device_name(), {precision: peak FLOP/s})
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+# (substring of torch.cuda.get_device_name(), {precision: peak FLOP/s}); the longest matching name wins
 PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
     ("H200", {"bf16": 989e12, "fp16": 989e12, "tf32": 494.5e12, "fp32": 66.9e12}),
     ("H100 PCIe", {"bf16": 756e12, "fp16": 756e12, "tf32": 378e12, "fp32": 51.2e12}),
-    ("H100", {"bf16": 989e12, "fp16": 989e12, "tf32": 494.5e12, "fp32": 66.9e12}),
+    ("H100 NVL", {"bf16": 835.5e12, "fp16": 835.5e12, "tf32": 417.5e12, "fp32": 60e12}),
+    ("H100", {"bf16": 989e12, "fp16": 989e12, "tf32": 494.5e12, "fp32": 66.9e12}),  # SXM
     ("A100", {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12}),
     ("L40S", {"bf16": 362e12, "fp16": 362e12, "tf32": 183e12, "fp32": 91.6e12}),
+    ("L40", {"bf16": 181e12, "fp16": 181e12, "tf32": 90.5e12, "fp32": 90.5e12}),
     ("A10", {"bf16": 125e12, "fp16": 125e12, "tf32": 62.5e12, "fp32": 31.2e12}),
     ("L4", {"bf16": 121e12, "fp16": 121e12, "tf32": 60e12, "fp32": 30.3e12}),
     ("V100", {"fp16": 125e12, "fp32": 15.7e12}),
@@ -22,8 +30,33 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
 
 
 def peak_flops(device_name: str, precision: str) -> float | None:
-    """Peak FLOP/s of `device_name` at `precision` (bf16, fp16, tf32, fp32), or None if unknown."""
-    for key, peaks in PEAK_FLOPS:
-        if key.lower() in device_name.lower():
-            return peaks.get(precision)
-    return None
+    """Peak FLOP/s of `device_name` at `precision` (bf16, fp16, tf32, fp32), or None if unknown.
+
+    The longest table name found in `device_name` wins, so "NVIDIA H100 NVL" is not read as the
+    SXM "H100", nor "NVIDIA L40" as "L4"."""
+    name = device_name.lower()
+    found = [(key, peaks) for key, peaks in PEAK_FLOPS if key.lower() in name]
+    if not found:
+        return None
+    return max(found, key=lambda kv: len(kv[0]))[1].get(precision)
+
+
+def mfu(achieved_flops_per_s: float, peak_per_device: float | None, world_size: int) -> float | None:
+    """Model-FLOPs utilisation: the FLOP/s of the global batch over the peak of all `world_size` devices."""
+    if not peak_per_device:
+        return None
+    return achieved_flops_per_s / (world_size * peak_per_device)
+
+
+def fresh_accelerator(**kwargs: Any) -> Accelerator:
+    """An `Accelerator` with exactly the settings given (mixed precision included).
+
+    accelerate keeps one process-wide state: an Accelerator made with `mixed_precision=None` inherits
+    an earlier one's bf16, and one that names another precision raises. Resetting that state (not
+    the process group, which stays) makes each phase run in the precision its own settings name."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(**kwargs)

@@ -22,7 +22,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.results.learning import AT_BASELINE, CONSTANT, LEARNED, ONE_CLASS
+# the codes stored as `did_not_learn` (bench.results.learning words them for tables and claims)
+LEARNED, ONE_CLASS, CONSTANT, AT_BASELINE = 0, 1, 2, 3
 
 NOISE_SE = 2.0  # a margin over the trivial baseline below 2 standard errors is noise
 RESAMPLES = 200

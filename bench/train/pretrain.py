@@ -217,18 +217,18 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     `tracking` (bench.tracking): every logged point also goes to the run's experiment trackers,
     against step and against FLOPs; they never change what is trained.
     """
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
+    from bench.train.hardware import fresh_accelerator
+
     mixed = mixed_precision(precision)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed,
-                              **(tracking.accelerator_kwargs() if tracking is not None else {}))
+    # fresh: this run's precision, whatever an earlier Accelerator in this process (fine-tuning) chose
+    accelerator = fresh_accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed,
+                                    **(tracking.accelerator_kwargs() if tracking is not None else {}))
     if tracking is not None:
         tracking.start(accelerator)  # main process only; a failing tracker warns and is dropped
     world, rank = accelerator.num_processes, accelerator.process_index
     torch.manual_seed(seed + rank)  # dropout: each process its own stream (rank 0: the 1-process one)
-    # masking and sampling: one stream shared by all processes, drawn for the global batch (RowRandom)
-    row_gen = torch.Generator(device=accelerator.device).manual_seed(seed * 1_000_003 + 7919)
     if plan.batch_size % world:
         raise ConfigError(f"pretrain.batch_size = {plan.batch_size} is not divisible by {world} processes")
     if len(blocks) < plan.batch_size:
@@ -239,6 +239,9 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     blocks = blocks.to(accelerator.device)  # once: no host copy or DataLoader worker in the step
     order = BlockOrder(len(blocks), plan.batch_size, seed, accelerator.device)
     per_rank = plan.batch_size // world
+    # masking and sampling: draws of the global batch, each process computing its rows (RowRandom)
+    rng = RowRandom(seed * 1_000_003 + 7919, offset=rank * per_rank, rows=per_rank, total=plan.batch_size,
+                    device=accelerator.device)
     optimizer = make_optimizer(backend, opt, fused=accelerator.device.type in ("cuda", "cpu"))
     model, optimizer = accelerator.prepare(backend, optimizer)
     model.train()
@@ -252,9 +255,8 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     state = LoopState()
     if resume is not None:
         state = load_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, plan_key=key) or state
-        _restore_rng(state.rng, row_gen, rank)
+        _restore_rng(state.rng, rng, rank)
     resumed_from = state.step
-    rng = RowRandom(row_gen, offset=rank * per_rank, rows=per_rank, total=plan.batch_size)
 
     def batch_at(step: int) -> dict[str, Any]:
         """This process's slice of the global batch of `step`."""
@@ -266,7 +268,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
 
     step_model = model
     if _compile_wanted(compile, accelerator.device.type):
-        step_model = _compiled(model, batch_at(state.step), row_gen, accelerator, strict=compile in (True, "true"))
+        step_model = _compiled(model, batch_at(state.step), rng, accelerator, strict=compile in (True, "true"))
     pending = sorted(((f, s) for f, s in plan.checkpoint_steps.items() if f not in state.points),
                      key=lambda kv: (kv[1], kv[0]))
     checkpoints = {f: checkpoint_dir(out_dir, f) for f in state.points}
@@ -286,7 +288,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         nonlocal last_save, last_save_step, save_cost
         began = time.perf_counter()
         if resume is not None:
-            rngs = _gather_rng(accelerator, row_gen)
+            rngs = _gather_rng(accelerator, rng)
             if accelerator.is_main_process:
                 snapshot = dataclasses.replace(state, wall_s=elapsed(), rng=rngs)
                 save_state(out_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, loop=snapshot,
@@ -379,7 +381,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         checkpoints=checkpoints,
         checkpoint_points=state.points,
         peak_memory_mb=peak_memory_mb(),
-        mfu=_mfu(achieved, mixed),
+        mfu=_mfu(achieved, mixed, world),
         resumed_from_step=resumed_from,
         resume_saves=state.saves,
         compiled=step_model is not model,
@@ -470,27 +472,29 @@ def _mean_over_ranks(accelerator: Any, values: dict[str, float]) -> dict[str, fl
     return dict(zip(values, accelerator.reduce(t, reduction="mean").tolist()))
 
 
-def _gather_rng(accelerator: Any, row_gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Every process's torch RNG states (CPU, and CUDA where present) and the shared row generator."""
+def _gather_rng(accelerator: Any, rng: RowRandom) -> dict[str, torch.Tensor]:
+    """Every process's torch RNG states (CPU, and CUDA where present) and the shared row draws' counter."""
     from accelerate.utils import gather_object
 
     mine = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         mine["cuda"] = torch.cuda.get_rng_state()
     per_rank = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
-    out = {"rows": row_gen.get_state()}
+    out = {"row_draws": rng.state()}  # an integer: resumes on any device
     for r, states in enumerate(per_rank):
         out.update({f"{k}.rank{r}": v.cpu() for k, v in states.items()})
     return out
 
 
-def _restore_rng(rng: dict[str, torch.Tensor], row_gen: torch.Generator, rank: int) -> None:
-    if "rows" in rng:
-        row_gen.set_state(rng["rows"])
-    if f"torch.rank{rank}" in rng:
-        torch.set_rng_state(rng[f"torch.rank{rank}"])
-    if torch.cuda.is_available() and f"cuda.rank{rank}" in rng:
-        torch.cuda.set_rng_state(rng[f"cuda.rank{rank}"])
+def _restore_rng(states: dict[str, torch.Tensor], rng: RowRandom, rank: int) -> None:
+    """Put back what `_gather_rng` saved. The row draws continue on any device; the CPU stream too;
+    a CUDA stream only where the saved state is one (a run begun on the CPU keeps its seeded one)."""
+    if "row_draws" in states:
+        rng.load_state(states["row_draws"])
+    if f"torch.rank{rank}" in states:
+        torch.set_rng_state(states[f"torch.rank{rank}"].cpu())
+    if torch.cuda.is_available() and f"cuda.rank{rank}" in states:
+        torch.cuda.set_rng_state(states[f"cuda.rank{rank}"].cpu())
 
 
 class Diverged(RunFailure):
@@ -558,12 +562,12 @@ def _compile_wanted(setting: bool | str, device_type: str) -> bool:
     return setting in (True, "true") or (setting == "auto" and device_type == "cuda")
 
 
-def _compiled(model: torch.nn.Module, batch: dict[str, Any], row_gen: torch.Generator, accelerator: Any, *,
+def _compiled(model: torch.nn.Module, batch: dict[str, Any], rng: RowRandom, accelerator: Any, *,
               strict: bool) -> torch.nn.Module:
     """`torch.compile(model)`, compiled now on one forward and backward of the first batch, with
     every random state and gradient put back as it was, so the run itself is untouched by the
     trial. Where compilation fails: eager with a one-line warning, or (strict) an error."""
-    states = (row_gen.get_state(), torch.get_rng_state(),
+    states = (rng.state(), torch.get_rng_state(),
               torch.cuda.get_rng_state() if torch.cuda.is_available() else None)
     compiled_model = torch.compile(model)
     try:
@@ -580,7 +584,7 @@ def _compiled(model: torch.nn.Module, batch: dict[str, Any], row_gen: torch.Gene
         compiled_model = model
     finally:
         model.zero_grad(set_to_none=True)
-        row_gen.set_state(states[0])
+        rng.load_state(states[0])
         torch.set_rng_state(states[1])
         if states[2] is not None:
             torch.cuda.set_rng_state(states[2])
@@ -596,11 +600,12 @@ def mixed_precision(precision: str) -> str:
     return "no"
 
 
-def _mfu(achieved_flops_per_s: float, mixed: str) -> float | None:
+def _mfu(achieved_flops_per_s: float, mixed: str, world_size: int = 1) -> float | None:
+    """MFU per device: the global batch's FLOP/s (`achieved_flops_per_s`) over world_size x one GPU's peak."""
     if not torch.cuda.is_available():
         return None
-    from bench.train.hardware import peak_flops
+    from bench.train.hardware import mfu, peak_flops
 
     tf32 = torch.backends.cuda.matmul.allow_tf32
     peak = peak_flops(torch.cuda.get_device_name(0), "bf16" if mixed == "bf16" else ("tf32" if tf32 else "fp32"))
-    return achieved_flops_per_s / peak if peak else None
+    return mfu(achieved_flops_per_s, peak, world_size)
