@@ -277,9 +277,10 @@ class ReportView:
     """
 
     report: Report
-    results: Path  # the folder holding bench.db (parquet re-reads the runs from it)
+    results: Path  # the folder holding bench.db (parquet re-reads the runs from it); the first, with several
     suite_lines: list[str] | None = None  # with suite=: the suite's section, appended to the md rendering
     paper: dict[str, float] | None = None  # with suite=: its published number per model, a column of csv/json/parquet
+    sources: tuple[Path, ...] = ()  # every results folder read, when several were read as one
     _images: list[PlotImage] | None = field(default=None, init=False, repr=False, compare=False)
 
     # DataFrames on first use: rendering markdown needs no pandas (half a second of every `bench report`)
@@ -322,9 +323,9 @@ class ReportView:
 
         path = Path(path)
         if fmt in BINARY:
-            from bench.results.store import Store
+            from bench.results.merge import open_stores
 
-            with Store(_store_path(self.results)) as store:
+            with open_stores([_store_path(p) for p in (self.sources or (self.results,))]) as store:
                 return write(self.report, fmt, path, store=store, paper=self.paper)
         text = self.render(fmt, images=images)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +343,7 @@ class ReportView:
         return write_plots(self.images(), folder)
 
 
-def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[str] | None = None,
+def report(results: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "results", *, task: str | Iterable[str] | None = None,
            model: str | Iterable[str] | None = None, size: str | Iterable[str] | None = None,
            budget: float | Iterable[float] | None = None, control: str | None = "auto",
            suite: str | None = None) -> ReportView:
@@ -351,12 +352,14 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
     task, model, size, budget: keep only these (one value or several); the no-pretraining control is kept
     at every budget. control: "auto" (the store's model that does not pretrain), a model, or None/"none".
     suite: also the suite's section (its models' scores beside the paper's); without `model`, only its models.
-    A missing store is a BenchError naming the folder.
+    results: one results folder, or several read as one (nothing copied; a run in two of them with different
+    metrics is a MergeConflict). A missing store is a BenchError naming the folder.
     """
+    from bench.results.merge import open_stores
     from bench.results.report import build_report
-    from bench.results.store import Store
 
-    db = _store_path(results)
+    folders = _folders(results)
+    dbs = [_store_path(f) for f in folders]
     ctrl = None if control is None or control.lower() in ("none", "") else control
     models = _names(model)
     the_suite = None
@@ -370,7 +373,7 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
             models = tuple(exp.models) + ((exp.control,) if exp.control else ())
     budgets = None if budget is None else tuple(float(b) for b in ([budget] if isinstance(budget, (int, float))
                                                                    else budget))
-    with Store(db) as store:
+    with open_stores(dbs) as store:
         store.check_integrity()  # a damaged store is an error, never a silently partial report
         rep = build_report(store, tasks=_names(task) or None, models=models or None, sizes=_names(size) or None,
                            budgets=budgets or None, control=ctrl)
@@ -379,7 +382,18 @@ def report(results: str | os.PathLike[str] = "results", *, task: str | Iterable[
         from bench.results.paper import suite_lines
 
         lines = suite_lines(rep.seeds, the_suite, rep.control, rep.convention, models=list(models))
-    return ReportView(rep, Path(results), lines, None if the_suite is None else dict(the_suite.paper))
+    return ReportView(rep, folders[0], lines, None if the_suite is None else dict(the_suite.paper),
+                      sources=tuple(folders) if len(folders) > 1 else ())
+
+
+def _folders(results: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """One results folder or several, as Paths (at least one)."""
+    if isinstance(results, (str, os.PathLike)):
+        return [Path(results)]
+    folders = [Path(r) for r in results]
+    if not folders:
+        raise BenchError("no results folder given: name at least one (--results DIR).")
+    return folders
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -416,11 +430,12 @@ class Loaded:
     metrics: pd.DataFrame
 
 
-def load(results: str | os.PathLike[str] = "results") -> Loaded:
-    """Every run and metric point of a results store as tidy DataFrames (nothing is recomputed)."""
-    from bench.results.store import Store
+def load(results: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "results") -> Loaded:
+    """Every run and metric point of a results store (or of several, read as one: nothing copied) as tidy
+    DataFrames (nothing is recomputed)."""
+    from bench.results.merge import open_stores
     from bench.results.tidy import metrics_frame, runs_frame
 
-    with Store(_store_path(results)) as store:
+    with open_stores([_store_path(f) for f in _folders(results)]) as store:
         store.check_integrity()
         return Loaded(runs_frame(store), metrics_frame(store))

@@ -1,6 +1,6 @@
 """`bench`: pretrain objectives at matched compute, fine-tune, store, compare.
 
-Subcommands: run, report, list, flops. Every error is one line naming the problem and the
+Subcommands: run, plan, report, status, export, merge, list, flops. Every error is one line naming the problem and the
 fix, with a non-zero exit.
 """
 
@@ -192,7 +192,9 @@ def plan_cmd(config: str | None, suite: str | None, power: bool, gap: float | No
 
 
 @main.command()
-@click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
+@click.option("--results", default=("results",), show_default=True, multiple=True,
+              help="Results folder holding bench.db. Repeat it to read several stores as one (e.g. from two "
+              "machines; nothing is copied): the leaderboard's machines column says where each row ran.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="md",
               show_default=True, help="md: comparison table, leaderboard and claim sentences (terminal); html: one "
               "self-contained file with plots embedded; latex: the tables and claims; csv/json: the comparison rows "
@@ -212,7 +214,7 @@ def plan_cmd(config: str | None, suite: str | None, power: bool, gap: float | No
 @click.option("--suite", help="Also print a suite's section (see `bench list`): its models' scores beside the paper's "
               "published numbers and whether the ordering agrees (md format). Without --model, only its models.")
 @_friendly
-def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task: tuple[str, ...],
+def report(results: tuple[str, ...], fmt: str, out: str | None, plots_dir: str | None, task: tuple[str, ...],
            model: tuple[str, ...], size: tuple[str, ...], budget: tuple[float, ...], control: str,
            suite: str | None) -> None:
     """Tables, claims and plots from the results store alone (nothing is recomputed).
@@ -234,7 +236,7 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
                          f"(e.g. --out results/runs.{fmt}).")
     from bench.api import report as build
 
-    view = build(results, task=task or None, model=model or None, size=size or None, budget=budget or None,
+    view = build(list(results), task=task or None, model=model or None, size=size or None, budget=budget or None,
                  control=control, suite=suite)
     images = []
     if fmt == "html" or plots_dir:
@@ -247,6 +249,54 @@ def report(results: str, fmt: str, out: str | None, plots_dir: str | None, task:
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(view.render(fmt, images=images).rstrip("\n"))
+
+
+@main.command()
+@click.option("--results", default="results", show_default=True, help="Results folder holding bench.db.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The bundle file to write (e.g. "
+              "results-hostA.bench.zip).")
+@click.option("--checkpoints", is_flag=True, help="Also carry each pretraining run's checkpoint folders (large).")
+@_friendly
+def export(results: str, out: str, checkpoints: bool) -> None:
+    """Write a results store as one portable, checksummed file (a bundle) for `bench merge` elsewhere.
+
+    Every finished or failed run: its spec, environment and provenance (code, data and plug-in
+    fingerprints, package versions, host and hardware), status and metrics; runs still in flight
+    are left out. Checkpoints only with --checkpoints.
+
+    \b
+    bench export --results results --out hostA.bench.zip
+    """
+    from bench.results.export import export_bundle
+
+    manifest = export_bundle(results, out, checkpoints=checkpoints)
+    left = f"; {len(manifest['left_out'])} run(s) in flight left out" if manifest["left_out"] else ""
+    files = len(manifest["sha256"]) - 1
+    click.echo(f"wrote {out}: {manifest['runs']} run(s)" + (f", {files} checkpoint file(s)" if files else "") + left)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--into", required=True, type=click.Path(file_okay=False), help="Results folder to merge into (made "
+              "if missing; its own runs are kept).")
+@click.option("--checkpoints", is_flag=True, help="Also copy the merged pretraining runs' checkpoint folders "
+              "(from stores, or bundles exported with --checkpoints).")
+@_friendly
+def merge(sources: tuple[str, ...], into: str, checkpoints: bool) -> None:
+    """Build one store from several stores and bundles (from `bench export`), idempotently.
+
+    A run in several sources with the same metrics is kept once; with different metrics it is a
+    conflict: listed, nothing is written, and the exit status is non-zero. Runs of other code or
+    data have other ids and stay apart; the summary names each fingerprint.
+
+    \b
+    bench merge results-a hostB.bench.zip --into results-all
+    bench report --results results-all
+    """
+    from bench.results.merge import merge as merge_stores
+
+    for line in merge_stores(sources, into, checkpoints=checkpoints).lines():
+        click.echo(line)
 
 
 @main.command()

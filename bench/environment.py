@@ -17,7 +17,7 @@ SOURCE_PACKAGES = ("bench", "models", "tasks")
 # out of the code version and a report change never invalidates finished runs.
 PRESENTATION = {"bench/cli.py", "bench/power.py",
                 *(f"bench/results/{m}.py" for m in ("report", "stats", "plots", "status", "tables", "claims", "tidy",
-                                                    "paper", "inference", "learning")),
+                                                    "paper", "inference", "learning", "export", "merge")),
                 *(f"bench/results/formats/{m}.py" for m in ("__init__", "markdown", "csv_format", "json_format", "latex",
                                                             "html", "parquet"))}
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "evaluate", "numpy", "pandas")

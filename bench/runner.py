@@ -7,28 +7,23 @@ several `bench run` processes can share one results folder (bench.results.store)
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.config import Experiment, FinetuneSettings
 from bench.distributed import Ranks, broadcast, fail_and_leave, launched, launcher_stop_held, peer_failure
 from bench.environment import code_version, environment, git_sha, plugins_of
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
+from bench.entries import FINETUNE_KEYS, register_config_entries, register_config_models  # noqa: F401 - re-exported
 from bench.executors import JobExecutor, JobFailed, RunJob
 from bench.plan import FinetuneRun, Plan, PretrainRun
 from bench.preflight import check_results_folder, preflight
-from bench.registry import MODELS, TASKS
 from bench.results.store import DB_NAME, Claim, Store
 from bench.tracking import check_installed
 from bench.worker import RunResult, Worker, clear_resume_state
-
-FINETUNE_KEYS = tuple(f.name for f in dataclasses.fields(FinetuneSettings))
 
 
 @dataclass
@@ -43,49 +38,6 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
-
-
-def register_config_entries(exp: Experiment) -> None:
-    """Add what bench.toml declares to the registries: tasks ([tasks.<name>] with an `adapter`)
-    and model variants ([models.<name>] with a `base`)."""
-    register_config_models(exp)
-    where = exp.config_file or "bench.toml"
-    for name, table in exp.task_settings.items():
-        adapter_keys = {k: v for k, v in table.items() if k not in FINETUNE_KEYS}
-        if "adapter" in table:
-            from tasks.table import table_task_from_config
-
-            task = table_task_from_config(name, adapter_keys, Path(where))
-            TASKS.add(name, task, description=task.spec.description or f"{table['adapter']} task from {where}",
-                      source="bench.toml")
-        elif adapter_keys:
-            if name not in TASKS:
-                raise ConfigError(f"{where}: [tasks.{name}] declares no `adapter` and {name!r} is not a registered "
-                                  f"task. Add adapter = \"csv\" (or tsv, jsonl) with train, dev, text and label, "
-                                  f"or use one of: {', '.join(TASKS.names())}.")
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(adapter_keys))} in [tasks.{name}]; a "
-                              f"registered task takes only fine-tuning settings: {', '.join(FINETUNE_KEYS)}.")
-
-
-def register_config_models(exp: Experiment) -> None:
-    """Add the models declared in bench.toml as a registered one under another name with other
-    options (`[models.bert-mask40]` with `base = "bert"`, `mask_prob = 0.4`), so both can be in one table."""
-    where = exp.config_file or "bench.toml"
-    for name, table in exp.model_options.items():
-        if "base" not in table:
-            continue
-        base = table["base"]
-        here = f"[models.{name}] in {where}"
-        if not isinstance(base, str):
-            raise ConfigError(f"{here}: base must be the name of a registered model, got {base!r}.")
-        if base in exp.model_options and "base" in exp.model_options[base]:
-            raise ConfigError(f"{here}: base = {base!r} is itself declared with a base; name a registered model.")
-        cls = MODELS.get(base, where=f"{here}: base")
-        if name in MODELS and MODELS.source(name) != f"bench.toml {here}":
-            raise ConfigError(f"{here}: {name!r} is already a model ({MODELS.source(name)}); give the variant another "
-                              f"name, e.g. [models.{base}-variant].")
-        options = ", ".join(f"{k} = {v!r}" for k, v in exp.backend_options(name).items())
-        MODELS.add(name, cls, description=f"{base} with {options or 'its defaults'}", source=f"bench.toml {here}")
 
 
 class Runner:
@@ -258,7 +210,7 @@ class Runner:
             blocked[run.id] = claim.owner or ""
             return "wait"
         if claim.outcome == "adopted":  # a dead driver's job: watch it instead of submitting it again
-            self._jobs().status(claim.job_id)  # a clear error now if it cannot be looked at
+            self._jobs().status(claim.job_id, run.id)  # a clear error now if it cannot be looked at
             self._inflight[run.id] = (run, claim.job_id)
             self.summary.adopted += 1
             self.echo(f"{run.model} {run.id}: watching job {claim.job_id}, submitted by an earlier `bench run`")
@@ -286,7 +238,7 @@ class Runner:
         """Look at every job in flight once: record the finished ones. True if any was."""
         progressed = False
         for run_id, (run, job_id) in list(self._inflight.items()):
-            status = self.executor.status(job_id)
+            status = self.executor.status(job_id, run_id)
             if status.state == "running" and self.store.status(run_id) == "queued":
                 self.store.mark_running(run_id, status.node)
             if status.state not in ("finished", "failed"):
@@ -296,7 +248,7 @@ class Runner:
             try:
                 if status.state == "failed":
                     raise JobFailed(self.executor.failure(job_id, status.detail))
-                result = self.executor.result(job_id)
+                result = self.executor.result(job_id, run_id)
             except JobFailed as exc:
                 self._record_failure(run_id, str(exc))
                 self._gave_up.add(run_id)

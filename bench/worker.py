@@ -9,6 +9,9 @@ returns a `RunResult`, which the one process that owns the store records.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,112 @@ class RunResult:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> RunResult:
-        return RunResult([Metric(*m) for m in d["metrics"]], list(d["warnings"]), bool(d["resumed"]),
-                         d.get("environment"))
+        """A RunResult from its JSON form, checked field by field (a ValueError says what is wrong)."""
+        if not isinstance(d, dict) or not isinstance(d.get("metrics"), list):
+            raise ValueError("no list of metrics")
+        metrics = []
+        for m in d["metrics"]:
+            if not (isinstance(m, list) and len(m) == 5 and isinstance(m[0], str) and _number(m[1], none=True)
+                    and _number(m[2], none=True)
+                    and _number(m[3], none=True) and _number(m[4], none=True)):
+                raise ValueError(f"a metric is not [name, value, step, flops, wall_s]: {str(m)[:80]}")
+            metrics.append(Metric(*m))
+        warnings, resumed, env = d.get("warnings", []), d.get("resumed", False), d.get("environment")
+        if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+            raise ValueError("warnings are not a list of strings")
+        if not isinstance(resumed, bool):
+            raise ValueError("resumed is not true/false")
+        if env is not None and not isinstance(env, dict):
+            raise ValueError("environment is not an object")
+        return RunResult(metrics, list(warnings), resumed, env)
+
+
+# --- a job's result: JSON beside the run's checkpoint folder, never a pickle -------------------------
+
+JOB_RESULT_FORMAT = 1
+MAX_JOB_RESULT_BYTES = 1 << 30  # a pretraining run's series included; more is not a result
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+class JobResultError(ValueError):
+    """A job's result file is missing, unreadable or not what a job writes."""
+
+
+def job_result_path(run_dir: Path, job_id: str) -> Path:
+    """Where job `job_id` of a run writes its result: `<results>/runs/<run id>/job-<job id>.result.json`."""
+    if not _JOB_ID.fullmatch(str(job_id)):
+        raise JobResultError(f"not a job id: {job_id!r}")
+    return Path(run_dir) / f"job-{job_id}.result.json"
+
+
+def write_job_result(path: Path, *, run_id: str, job_id: str, result: RunResult | None = None,
+                     error: str | None = None) -> None:
+    """Write a job's result (or the error it ended with) as JSON, atomically: a temporary file in the same
+    folder, flushed, then renamed over `path`, so the driver sees the whole file or none."""
+    payload: dict[str, Any] = {"format": JOB_RESULT_FORMAT, "run_id": run_id, "job_id": str(job_id)}
+    if result is not None:
+        payload["result"] = result.to_json()
+    else:
+        payload["error"] = error or "the job failed without saying why"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, default=_plain)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_job_result(path: Path, *, run_id: str, job_id: str) -> RunResult | str:
+    """The RunResult a job wrote to `path`, or the error text it ended with. Only JSON is read (no pickle),
+    from a regular file of this user's (not a link), and checked: a JobResultError says what is wrong."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise JobResultError(f"no result file {path}") from None
+    except OSError as exc:
+        raise JobResultError(f"cannot open the result file {path} ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        import stat
+
+        if not stat.S_ISREG(st.st_mode):
+            raise JobResultError(f"the result file {path} is not a regular file")
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise JobResultError(f"the result file {path} belongs to another user (uid {st.st_uid})")
+        if st.st_size > MAX_JOB_RESULT_BYTES:
+            raise JobResultError(f"the result file {path} is {st.st_size} bytes, more than a result can be")
+        raw = f.read(MAX_JOB_RESULT_BYTES + 1)
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise JobResultError(f"the result file {path} is not JSON ({exc})") from None
+    if not isinstance(d, dict) or d.get("format") != JOB_RESULT_FORMAT:
+        raise JobResultError(f"the result file {path} is not a job result (format {JOB_RESULT_FORMAT})")
+    if d.get("run_id") != run_id or str(d.get("job_id")) != str(job_id):
+        raise JobResultError(f"the result file {path} is for run {d.get('run_id')!r} job {d.get('job_id')!r}, "
+                             f"not run {run_id} job {job_id}")
+    if "error" in d:
+        if not isinstance(d["error"], str):
+            raise JobResultError(f"the result file {path} holds an error that is not text")
+        return d["error"]
+    try:
+        return RunResult.from_json(d.get("result"))
+    except ValueError as exc:
+        raise JobResultError(f"the result file {path} is not a valid result: {exc}") from None
+
+
+def _number(x: Any, *, none: bool = False) -> bool:
+    return (x is None and none) or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _plain(x: Any) -> Any:
+    """JSON for the numbers a metric may hold (numpy scalars, tensors' items)."""
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON: {type(x).__name__}")
 
 
 class Worker:

@@ -85,3 +85,85 @@ def test_a_sweep_on_slurm_survives_a_cancelled_job_and_status_shows_its_jobs(pro
         assert r["job_id"] in status.stdout
         shown = subprocess.run(["scontrol", "-o", "show", "job", r["job_id"]], capture_output=True, text=True).stdout
         assert "JobState=COMPLETED" in shown, shown
+
+
+ONE = ["run", "--quiet", "--executor", "slurm", "--models", "bert", "--control", "none", "--seeds", "1"]
+
+
+def _no_accounting(tmp_path: Path, monkeypatch) -> None:
+    """The driver's environment with the accounting stand-in (tests/slurm/sacct) removed: `sacct` is SLURM's own,
+    which has no accounting database to ask on this cluster and fails."""
+    import os
+
+    folder = tmp_path / "no-accounting"
+    folder.mkdir()
+    real = Path("/usr/bin/sacct")
+    (folder / "sacct").write_text(f"#!/bin/sh\nexec {real} \"$@\"\n" if real.exists() else "#!/bin/sh\nexit 1\n")
+    (folder / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")  # bench_process passes os.environ on
+
+
+def _wait_for_running_job(project: Path, driver, kind: str = "pretrain") -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (project / "results" / "bench.db").exists():
+            try:
+                job = next((r["job_id"] for r in _runs(project) if r["kind"] == kind and r["status"] == "running"),
+                           None)
+            except sqlite3.OperationalError:
+                job = None
+            if job:
+                return job
+        time.sleep(0.2)
+    raise AssertionError(driver.communicate()[0] if driver.poll() is not None else "no job ran within 300 s")
+
+
+@pytest.fixture
+def lossy(project: Path) -> Path:
+    with open(project / "bench.toml", "a", encoding="utf-8") as f:
+        f.write("lost_after_s = 15\n")
+    return project
+
+
+def test_a_job_invisible_to_the_accounting_is_failed_after_the_grace_period_and_the_driver_exits(lossy, tmp_path,
+                                                                                                 monkeypatch):
+    """No accounting answer (the stand-in removed) and the job gone from squeue (cancelled): before, the
+    driver waited forever; now the run is recorded failed as LOST after lost_after_s, and the driver exits."""
+    _no_accounting(tmp_path, monkeypatch)
+    driver = bench_process(ONE, lossy)
+    job = _wait_for_running_job(lossy, driver)  # squeue answers while it runs
+    subprocess.run(["scancel", job], check=True)
+    cancelled_at = time.monotonic()
+    out, _ = driver.communicate(timeout=300)
+    waited = time.monotonic() - cancelled_at
+    assert driver.returncode == 1, out
+    row = next(r for r in _runs(lossy) if r["job_id"] == job)
+    assert row["status"] == "failed" and row["error"].startswith(f"job {job} ended without a result (LOST"), row["error"]
+    assert "lost_after_s = 15" in row["error"]
+    assert 15 <= waited < 200, waited
+    assert f"run {row['id']} failed: job {job} ended without a result (LOST" in out
+
+
+def test_a_job_purged_from_the_scheduler_is_failed_after_the_grace_period(lossy):
+    """A driver dies; its job is then unknown to SLURM (purged: neither the accounting stand-in nor squeue
+    knows its id). The next driver adopts it, gives it lost_after_s, records it failed and exits."""
+    import signal
+
+    driver = bench_process(ONE, lossy)
+    job = _wait_for_running_job(lossy, driver)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    subprocess.run(["scancel", job], check=True)
+    purged = "4000000"  # an id this cluster never had: what a purged job looks like to the scheduler
+    con = sqlite3.connect(lossy / "results" / "bench.db", timeout=30)
+    with con:
+        con.execute("UPDATE runs SET job_id = ? WHERE job_id = ?", (purged, job))
+    con.close()
+    out = subprocess.run(["scontrol", "-o", "show", "job", purged], capture_output=True, text=True)
+    assert out.returncode != 0 or "JobId=" not in out.stdout  # SLURM does not know it
+    again = run_bench(ONE, lossy, timeout=300)
+    assert again.returncode == 1, again.stdout
+    assert f"watching job {purged}" in again.stdout
+    row = next(r for r in _runs(lossy) if r["job_id"] == purged)
+    assert row["status"] == "failed" and row["error"].startswith(f"job {purged} ended without a result (LOST"), \
+        row["error"]

@@ -385,6 +385,32 @@ class Store:
                 c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         return bool(cur.rowcount)
 
+    def put_runs(self, runs: list[dict[str, Any]], metrics: dict[str, list[Metric]]) -> None:
+        """Write finished or failed runs from elsewhere (`bench merge`) with all their metrics, in one
+        transaction: a run new here is added, a failed one here is replaced; a run done or held here is a
+        StoreError and nothing is written. No owner is recorded: nobody here holds them."""
+        cols = ("id", "kind", "model", "task", "size", "budget", "seed", "parent_id", "spec", "code_version", "git_sha",
+                "environment", "status", "error", "started_at", "finished_at", "attempts", "job_id", "node")
+        with self._tx() as c:
+            for r in runs:
+                if r.get("status") not in ("done", "failed"):
+                    raise StoreError(f"run {r.get('id')} has status {r.get('status')!r}; only done or failed runs "
+                                     f"are merged")
+                row = c.execute("SELECT status FROM runs WHERE id = ?", (r["id"],)).fetchone()
+                if row is not None and row["status"] != "failed":
+                    raise StoreError(f"run {r['id']} is {row['status']} in {self.path}: not replaced")
+                if row is not None:
+                    c.execute("DELETE FROM metrics WHERE run_id = ?", (r["id"],))
+                    c.execute("DELETE FROM runs WHERE id = ?", (r["id"],))
+                values = {**{k: r.get(k) for k in cols}, "spec": canonical_json(r.get("spec") or {}),
+                          "environment": json.dumps(r.get("environment") or {}, sort_keys=True),
+                          "attempts": int(r.get("attempts") or 1)}
+                c.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                          tuple(values[k] for k in cols))
+                c.executemany("INSERT INTO metrics (run_id, name, value, step, flops, wall_s) VALUES (?, ?, ?, ?, ?, ?)",
+                              [(r["id"], m.name, _num(m.value), m.step, _num(m.flops), _num(m.wall_s))
+                               for m in metrics.get(r["id"], [])])
+
     def _check_owner(self, c: sqlite3.Connection, run_id: str) -> None:
         row = c.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:

@@ -135,6 +135,7 @@ def pretrain_rows(store: Store) -> Rows:
             "pretrains": bool(spec.get("pretrains", True)), "external": spec.get("external"),
             "points": points, "code_version": r["code_version"], "git_sha": r["git_sha"],
             "device": r["environment"].get("device"), "started_at": r["started_at"],
+            "machine": machine_label(r["environment"]),
         })
     return Rows(rows)
 
@@ -433,10 +434,11 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
     """
     full = full_budget(table)
     if full.empty:
-        return Rows([], LEADERBOARD_HEAD + ["score", "pretrain_runs", "seeds"])
+        return Rows([], LEADERBOARD_HEAD + ["score", "pretrain_runs", "seeds", "machines"])
     tasks = sorted({r["task"] for r in full.records})
     score_col = score_column(tasks)
     info = _params_by_config(pre)
+    machines = _machines_by_config(pre)
     glue_paper = full.attrs.get(GLUE_PAPER, {})
     configs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in full.records:  # groupby(["model", "size", "budget_flops"], sort=False)
@@ -459,11 +461,13 @@ def leaderboard_rows(table: Table, pre: Table | None = None) -> Rows:
         row["pretrain_runs"] = int(min(number(r.get("pretrain_runs")) for r in g)) if all(
             is_present((r.get("pretrain_runs"),)) for r in g) else 1
         row["seeds"] = int(min(r["seeds"] for r in g))
+        row["machines"] = machines.get((model, size, float(budget)), "")
         row["_complete"] = len(per_task) == len(tasks)
         rows.append(row)
     # sort_values(["_complete", score], ascending=False, kind="stable"): a NaN score last
     rows.sort(key=lambda r: (not r["_complete"], *_sort_key(-r[score_col])))
-    columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "pretrain_runs", "seeds"]
+    columns = LEADERBOARD_HEAD[1:] + [t for t in tasks if len(tasks) > 1] + [score_col, "pretrain_runs", "seeds",
+                                                                            "machines"]
     return Rows([{"rank": i, **{c: r[c] for c in columns}} for i, r in enumerate(rows, 1)], ["rank", *columns])
 
 
@@ -490,3 +494,24 @@ def _params_by_config(pre: Table | None) -> dict[tuple[str, str, float], float]:
         return {}
     return {(r["model"], r["size"], float(r["budget_flops"] or 0.0)): r["encoder_params"]
             for r in as_rows(pre).records}
+
+
+def machine_label(env: dict[str, Any] | None) -> str:
+    """`host (device)` from a run's environment; '' when it names neither."""
+    env = env or {}
+    host, device = env.get("host"), env.get("device")
+    if host and device:
+        return f"{host} ({device})"
+    return str(host or device or "")
+
+
+def _machines_by_config(pre: Table | None) -> dict[tuple[str, str, float], str]:
+    """The machines each configuration's pretraining runs ran on, `host (device)`, sorted, comma-separated."""
+    if pre is None:
+        return {}
+    found: dict[tuple[str, str, float], set[str]] = {}
+    for r in as_rows(pre).records:
+        label = r.get("machine")
+        if isinstance(label, str) and label:
+            found.setdefault((r["model"], r["size"], float(r["budget_flops"] or 0.0)), set()).add(label)
+    return {k: ", ".join(sorted(v)) for k, v in found.items()}

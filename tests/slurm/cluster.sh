@@ -10,8 +10,9 @@
 # $BENCH_SLURM_DIR (default /tmp/bench-slurm). The cluster has no accounting database, so `sacct`
 # cannot answer submitit; tests/slurm/sacct stands in for it (installed as /usr/local/bin/sacct)
 # and answers from `scontrol`. Finished jobs stay visible to scontrol for a day (MinJobAge), and a
-# cancelled job is killed after 5 s (KillWait): without either, a job the scheduler kills would
-# leave its watcher waiting forever.
+# cancelled job is killed after 5 s (KillWait). Without the stand-in the driver still ends: a job
+# the scheduler no longer answers for is recorded failed after [executor] lost_after_s
+# (tests/test_slurm.py runs a driver without it, and one whose job was purged).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dir="${BENCH_SLURM_DIR:-/tmp/bench-slurm}"
