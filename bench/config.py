@@ -22,6 +22,7 @@ from bench.errors import ConfigError
 
 DEFAULT_CONFIG = "bench.toml"
 CONVENTIONS = ("paper", "executed")
+RECIPES = ("paper", "crammed")  # pretrain.recipe: bench.objectives.recipe.RECIPES (kept in step by a test)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ class PretrainSettings:
     seed: int = 0
     log_every: int = 10
     checkpoint_fractions: tuple[float, ...] = (1.0,)
-    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32), fp32, bf16
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it; on a CPU only with native bf16 where measured faster: bench.train.hardware.CPU_BF16), fp32, bf16
     compile: bool | str = "auto"  # torch.compile the step: auto (on a GPU, falling back if it fails), true, false
     resume_every_steps: int = 200  # write the resume state every N steps (0 = never by count)
     resume_every_minutes: float = 10.0  # ... and every M minutes (0 = never by time); always on SIGINT/SIGTERM
+    recipe: str = "paper"  # paper (post-LN, dropout 0.1, linear schedule) or crammed (pre-LN, no dropout, lr 1e-3, one-cycle triangle): bench.objectives.recipe
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ class ExecutorSettings:
     sbatch: tuple[str, ...] = ()  # more sbatch options, "key=value" (e.g. "constraint=a100")
     processes_per_job: int = 1  # > 1: each job is itself a DDP run over that many processes
     poll_s: float = 10.0  # how often the driver looks at its jobs
+    # a job the scheduler no longer answers for (state UNKNOWN: no accounting answer, gone from squeue), or
+    # that it says completed without a result file, is recorded failed after this many seconds
+    lost_after_s: float = 300.0
+    # jobs and their results are files under the results folder: one that another user may write
+    # (group- or world-writable, or not yours) is refused unless this is true
+    allow_shared_folder: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,7 @@ RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("executor", "time_limit_min"): (lambda v: v >= 1, "minutes >= 1, e.g. 1440"),
     ("executor", "processes_per_job"): (lambda v: v >= 1, "an integer >= 1"),
     ("executor", "poll_s"): (_positive, "seconds > 0, e.g. 10"),
+    ("executor", "lost_after_s"): (_positive, "seconds > 0, e.g. 300"),
 }
 
 
@@ -357,6 +366,10 @@ def validate(exp: Experiment, where: str, text: str = "") -> None:
 
         check_names(exp.trackers, exp.where("trackers") if "trackers" in exp.from_cli
                     else f"{where}{_line(text, 'run', 'trackers')}: run.trackers")
+    if exp.pretrain.recipe not in RECIPES:
+        close = difflib.get_close_matches(exp.pretrain.recipe, list(RECIPES), n=1)
+        raise ConfigError(f"{where}{_line(text, 'pretrain', 'recipe')}: pretrain.recipe = {exp.pretrain.recipe!r}; "
+                          f"choose {' or '.join(RECIPES)}." + (f" Did you mean {close[0]!r}?" if close else ""))
     if exp.pretrain.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"{where}{_line(text, 'pretrain', 'precision')}: pretrain.precision = "
                           f"{exp.pretrain.precision!r}; choose auto, fp32 or bf16.")

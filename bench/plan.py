@@ -56,10 +56,13 @@ class PretrainRun:
     external: str | None = None  # "hf:<id>" or "path:<dir>": an existing checkpoint, not trained here
     identity: dict[str, Any] = field(default_factory=dict)  # the data it runs on (bench.preflight fills it)
     code: str = ""  # a plug-in backend's code fingerprint (MODELS.code); "" for built-ins
+    recipe: str = "paper"  # pretrain.recipe (bench.objectives.recipe): the same for every backend of a plan
 
     def spec(self) -> dict[str, Any]:
         d = _without_empty_code(dataclasses.asdict(self))
         d["budget"] = dataclasses.asdict(self.budget)
+        if d.get("recipe") == "paper":  # the default recipe is what every run before recipes ran: same ids
+            d.pop("recipe")
         return d
 
     @property
@@ -111,7 +114,10 @@ def default_size() -> str:
 def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | None = None,
                     tasks: tuple[str, ...] | None = None) -> Plan:
     """Validate names against the registries and expand models x tasks x seeds into runs."""
-    size = get_size(exp.size or default_size(), where=exp.where("size"))
+    from bench.objectives.recipe import apply_recipe
+
+    # the recipe applied to the preset (dropout, lr, warm-up, pre-LN, schedule): every backend is built from it
+    size = apply_recipe(get_size(exp.size or default_size(), where=exp.where("size")), exp.pretrain.recipe)
     budget = parse_budget(exp.budget if exp.budget is not None else size.budget_flops,
                           convention=exp.budget_convention, where=f"{exp.where('budget')}: budget")
     seeds = exp.seeds or size.seeds
@@ -151,6 +157,7 @@ def plan_experiment(exp: Experiment, *, curve: bool = False, epochs: float | Non
             max_grad_norm=exp.pretrain.max_grad_norm, seed=exp.pretrain.seed + k,
             checkpoint_fractions=fractions if pretrains else (1.0,), precision=exp.pretrain.precision,
             options=options, pretrains=pretrains, external=external, code="" if external else MODELS.code(name),
+            recipe=exp.pretrain.recipe if not external else "paper",
         ))
 
     where = exp.config_file or "the defaults"
@@ -223,6 +230,10 @@ def finetune_settings(exp: Experiment, size: SizePreset, task: str, *, epochs: f
         "dropout": ft.dropout,
     }
     s.update(spec.finetune_overrides)
+    kind = getattr(spec, "kind", "sentence")
+    if kind != "sentence":  # token and span tasks: the size preset's caps (models/sizes.py), over the task's protocol
+        s.setdefault("max_eval_examples", 0)
+        s.update(size.finetune_kind_caps.get(kind, {}))
     for key in ("lr", "batch_size", "epochs", "max_length", "max_train_examples"):
         if getattr(ft, key) is not None:
             s[key] = getattr(ft, key)

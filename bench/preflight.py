@@ -54,7 +54,7 @@ def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
         from bench.data.pretrain_data import DataSpec, prepare_pretraining_data
 
         spec = DataSpec(**next(pt.data for pt in plan.pretrain_runs if not pt.external))
-        data = prepare_pretraining_data(spec, exp.data_dir, cache, progress=progress)
+        data = prepare_pretraining_data(spec, exp.data_dir, progress=progress)  # the machine's cache ($BENCH_CACHE_DIR)
     data_wall_s = time.perf_counter() - started
 
     resolved: dict[str, PretrainRun] = {}

@@ -15,6 +15,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test its own machine cache of prepared data ($BENCH_CACHE_DIR; bench/data/pretrain_data.py),
+    as each had its own results folder's before: a test never reads or fills ~/.cache/electra-bench.
+    Subprocesses (bench_process) inherit it through os.environ."""
+    folder = tmp_path_factory.mktemp("bench-cache")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(folder))
+    return folder
+
+
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega").split()
 

@@ -469,7 +469,8 @@ def test_interrupted_run_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(KeyboardInterrupt):
         prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False)
     leftovers = [p.name for p in (tmp_path / "cache").iterdir()]
-    leftovers = [name for name in leftovers if name != fingerprint.CACHE_FILE]  # file hashes may be cached
+    leftovers = [name for name in leftovers  # file hashes may be cached; lock files stay (bench/data/pretrain_data.py)
+                 if name not in (fingerprint.CACHE_FILE, pretrain_data.LOCKS_DIR)]
     assert leftovers == ["tokenizers"]  # the finished tokenizer is kept; no block folder, no temp
     monkeypatch.undo()
     assert prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False).num_blocks > 0
@@ -517,3 +518,140 @@ def test_shared_bert_vocab(tmp_path: Path) -> None:
         spec = DataSpec(vocab="bert-base-uncased", max_documents=20)
         data = prepare_pretraining_data(spec, SHARED, tmp_path / "cache", progress=False)
         assert data.tokens.vocab_size == 30522 and data.stats["unk_fraction"] < 0.001
+
+
+# --- the machine's cache (one per machine, not per results folder) ------------------------------------
+
+
+def test_machine_cache_folder_is_home_cache_or_the_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pretrain_data.CACHE_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert pretrain_data.default_cache_dir() == tmp_path / "home" / ".cache" / "electra-bench"
+    monkeypatch.setenv(pretrain_data.CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert pretrain_data.default_cache_dir() == tmp_path / "elsewhere"
+    synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab_size=120, seq_len=32, min_block_tokens=4)
+    data = prepare_pretraining_data(spec, tmp_path, progress=False)  # no cache_dir: the machine's
+    assert data.blocks_path.parent.parent == tmp_path / "elsewhere"
+    assert not (tmp_path / "home").exists()
+
+
+def _micro_losses(data: pretrain_data.PretrainData, out_dir: Path, steps: int = 3) -> list[float]:
+    """A few bert steps of the micro shape on `data`: what a run computes from the prepared cache."""
+    from bench.train.pretrain import OptimSettings, plan_pretraining, pretrain
+    from models.bert import BertBackend
+    from models.sizes import SizePreset
+
+    size = SizePreset(name="micro", description="", hidden=32, layers=1, heads=2, ffn=64, embedding=32,
+                      gen_hidden=16, gen_heads=1, gen_ffn=32, vocab_size=120, max_position=64, seq_len=32,
+                      pretrain_batch=4)
+    torch.manual_seed(0)
+    backend = BertBackend(size, data.tokens, seq_len=32)
+    per_step = backend.flops_per_step(4, 32).total
+    plan = plan_pretraining(backend, budget_flops=steps * per_step, convention="paper", batch_size=4, seq_len=32,
+                            warmup_fraction=0.1)
+    result = pretrain(backend, load_blocks(data), plan, OptimSettings(lr=1e-3), pad_id=data.tokens.pad_id,
+                      out_dir=out_dir, save=lambda m, d: None, progress=False, resume=None, log_every=1,
+                      precision="fp32")
+    return [m.value for m in result.series if m.name == "loss"]
+
+
+def test_results_are_identical_from_a_warm_or_a_cold_machine_cache(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab_size=120, seq_len=32, min_block_tokens=4)
+    cold = prepare_pretraining_data(spec, tmp_path, tmp_path / "a", progress=False)
+    cold_blocks, cold_losses = load_blocks(cold), _micro_losses(cold, tmp_path / "run-cold")
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("warm cache: nothing may be built again")
+
+    with monkeypatch.context() as m:
+        m.setattr(pretrain_data, "_build", no_rebuild)
+        m.setattr(pretrain_data, "train_wordpiece", no_rebuild)
+        warm = prepare_pretraining_data(spec, tmp_path, tmp_path / "a", progress=False)
+    other = prepare_pretraining_data(spec, tmp_path, tmp_path / "b", progress=False)  # cold, on another "machine"
+    for data in (warm, other):
+        assert (data.key, data.vocab_sha256, data.tokens, data.num_blocks) == \
+            (cold.key, cold.vocab_sha256, cold.tokens, cold.num_blocks)  # the run id's data identity
+        assert torch.equal(load_blocks(data), cold_blocks)
+        assert (data.tokenizer_dir / "vocab.txt").read_bytes() == (cold.tokenizer_dir / "vocab.txt").read_bytes()
+    assert _micro_losses(warm, tmp_path / "run-warm") == cold_losses == _micro_losses(other, tmp_path / "run-b")
+
+
+def test_two_processes_preparing_at_once_build_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    synthetic_corpus(tmp_path)
+    spec = DataSpec(corpus="synthetic", vocab_size=120, seq_len=32, min_block_tokens=4)
+    builds: list[int] = []
+    real_build = pretrain_data._build
+
+    def slow_build(*args: object, **kwargs: object) -> None:
+        builds.append(1)
+        time.sleep(0.5)  # the other preparer arrives while this one builds
+        real_build(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_data, "_build", slow_build)
+    found: list[pretrain_data.PretrainData] = []
+    errors: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            found.append(prepare_pretraining_data(spec, tmp_path, tmp_path / "cache", progress=False))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(found) == 2 and found[0] == found[1]
+    assert len(builds) == 1  # the second waited on the lock and found the first's folder
+    assert not list((tmp_path / "cache").rglob(".tmp-*"))
+
+
+def test_without_a_lock_the_loser_of_the_rename_is_discarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    monkeypatch.setattr(pretrain_data, "_build_lock", lambda path: contextlib.nullcontext())  # no fcntl, say
+    final = tmp_path / "cache" / "key"
+
+    def build(tmp: Path) -> None:
+        # while this process builds, another finishes the same folder first
+        winner = tmp_path / "cache" / ".tmp-winner"
+        winner.mkdir(parents=True)
+        (winner / "payload").write_text("winner", encoding="utf-8")
+        (winner / "meta.json").write_text("{}", encoding="utf-8")
+        os.rename(winner, final)
+        (tmp / "payload").write_text("loser", encoding="utf-8")
+        (tmp / "meta.json").write_text("{}", encoding="utf-8")
+
+    pretrain_data._build_atomically(final, "meta.json", build)
+    assert (final / "payload").read_text(encoding="utf-8") == "winner"
+    assert [p.name for p in final.parent.iterdir() if p.name != pretrain_data.LOCKS_DIR] == ["key"]  # loser gone
+
+
+def test_preflight_prepares_into_the_machine_cache_shared_by_results_folders(
+        micro_project: Path, machine_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from bench.config import load_experiment
+    from bench.entries import register_config_entries
+    from bench.plan import plan_experiment
+    from bench.preflight import preflight
+    from bench.registry import TASKS
+
+    monkeypatch.chdir(micro_project)
+    exp = load_experiment(micro_project / "bench.toml")
+    TASKS.names()  # discovered now, so the copy below holds every built-in
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))  # the registry as it was, after this test
+    register_config_entries(exp)  # the CSV task "toy" bench.toml declares
+    first = preflight(plan_experiment(exp), progress=False)
+    assert (machine_cache / first.data.key / "meta.json").is_file()
+    assert not (micro_project / "results" / "cache" / first.data.key).exists()
+    monkeypatch.setattr(pretrain_data, "_build", lambda *a, **k: pytest.fail("prepared again for another folder"))
+    other = preflight(plan_experiment(dataclasses.replace(exp, results="results-2")), progress=False)
+    assert other.data == first.data
+    assert [pt.id for pt in other.plan.pretrain_runs] == [pt.id for pt in first.plan.pretrain_runs]

@@ -16,7 +16,9 @@ is cut into pieces, each a one-segment block. A block with fewer than `min_block
 content tokens is dropped (it would be mostly padding); `stats["dropped_tokens"]` counts what
 that cost, `stats["two_segment_fraction"]` the share of blocks with two segments.
 
-Cache layout under `cache_dir`:
+The cache is one per machine (`default_cache_dir()`: `$BENCH_CACHE_DIR`, else
+`~/.cache/electra-bench`), not one per results folder: every project and results folder on the
+machine shares one prepared corpus and one trained vocabulary per key. Layout under `cache_dir`:
 
     <key>/                   one prepared dataset, self-contained, written atomically
         blocks.npy           [num_blocks, seq_len]; uint16 when the vocab fits, else int32
@@ -28,11 +30,16 @@ Cache layout under `cache_dir`:
 every corpus file, not its name or path, so the same data reached two ways shares a cache;
 file hashes are cached in `cache_dir/file_hashes.json`), the vocab file's sha256 when one
 is given, and FORMAT_VERSION. Each folder is built under a `.tmp-*` name and renamed into
-place, so an interrupted run never leaves a half cache.
+place, so an interrupted run never leaves a half cache. Two processes preparing the same key at
+once (two `bench run`s, two jobs) take turns on a lock file (`.locks/<key>`, fcntl): the second
+waits and finds the first's folder. Where no lock can be taken (no fcntl, a filesystem without
+locks) both build, and the rename decides: the loser's folder is discarded, the winner's kept,
+and both are the same bytes (the preparation is deterministic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,7 +48,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,6 +68,9 @@ META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
 ENCODE_CHUNK_DOCS = 256  # documents per batched encode call: big batches, bounded memory
 SEGMENT_SEED = 12345  # with the document index, seeds the segment draws: the same blocks every build
+CACHE_ENV = "BENCH_CACHE_DIR"  # overrides the machine's cache folder (tests point it at a temporary one)
+DEFAULT_CACHE = Path("~/.cache/electra-bench")
+LOCKS_DIR = ".locks"  # one empty lock file per folder being (or once) built, beside the folders
 
 # A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space and
 # a capital, digit or opening quote. Initials ("J. S. Bach", "U.S.") and a few
@@ -105,12 +115,20 @@ class PretrainData:
     stats: dict = field(default_factory=dict)
 
 
+def default_cache_dir() -> Path:
+    """The machine's cache of prepared corpora and trained vocabularies: $BENCH_CACHE_DIR, else
+    ~/.cache/electra-bench. Shared by every results folder; keyed by content, never by where a run writes."""
+    value = os.environ.get(CACHE_ENV)
+    return Path(value).expanduser() if value else DEFAULT_CACHE.expanduser()
+
+
 def prepare_pretraining_data(
-    spec: DataSpec, data_dir: Path | None, cache_dir: Path, *, progress: bool = True
+    spec: DataSpec, data_dir: Path | None, cache_dir: Path | None = None, *, progress: bool = True
 ) -> PretrainData:
-    """Prepare (or find in the cache) the packed pretraining blocks for `spec`."""
+    """Prepare (or find in the cache) the packed pretraining blocks for `spec`. `cache_dir`: None =
+    the machine's (`default_cache_dir()`)."""
     _check_spec(spec)
-    cache_dir = Path(cache_dir)
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     source = resolve_corpus(spec.corpus, data_dir)
     vocab_txt = None if spec.vocab is None else resolve_vocab(spec.vocab, data_dir)
     vocab_sha = None if vocab_txt is None else file_sha256(vocab_txt, cache_dir)
@@ -394,21 +412,56 @@ def _load_prepared(folder: Path) -> PretrainData:
 
 
 def _build_atomically(final: Path, done_file: str, build: Callable[[Path], object]) -> None:
-    """Build a folder under a temporary name and rename it into place when complete."""
+    """Build a folder under a temporary name and rename it into place when complete.
+
+    Under a lock per folder (`_build_lock`): a second process wanting the same folder waits, then
+    finds it done and builds nothing. Without the lock the rename still decides: a folder already
+    complete wins and this build is discarded."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not (final / done_file).exists():
-        shutil.rmtree(final)  # left incomplete by hand or an older layout: rebuild
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        build(tmp)
+    with _build_lock(final.parent / LOCKS_DIR / final.name):
+        if (final / done_file).exists():  # built by another process while this one waited
+            return
+        if final.exists():
+            shutil.rmtree(final)  # left incomplete by hand or an older layout: rebuild
+        tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / done_file).exists():  # not a concurrent writer finishing first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            build(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / done_file).exists():  # not a concurrent writer finishing first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created, never deleted: deleting a lock file others may hold opens a
+    race) while the block runs. No lock where fcntl or the filesystem offers none: the atomic rename
+    then keeps the cache whole, at the cost of both processes building."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115 - held for the block
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some NFS mounts)
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _pad(blocks: list[list[int]], seq_len: int, pad_id: int, dtype: type) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The device side of a run: a fresh `accelerate.Accelerator`, and peak FLOP/s for MFU.
+"""The device side of a run: a fresh `accelerate.Accelerator`, the precision "auto" resolves to,
+and peak FLOP/s for MFU.
 
 Peak dense FLOP/s of common accelerators, for model-FLOPs utilisation (MFU): datasheet figures
 without sparsity. MFU = achieved model FLOP/s (the `executed` count) / (processes x one device's
@@ -7,10 +8,22 @@ peak) for the precision the run used; a device missing here gets no MFU, never a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
+
+# bf16 autocast for `pretrain.precision = "auto"` on a CPU whose flags show native bf16 (CPU_BF16_FLAGS).
+# Native bf16 makes bf16 possible, not necessarily faster: on a small model the casts around every
+# matmul and the fp32 optimiser can cost more than the bf16 dot products save. So the CPU decision
+# is explicit and measured: benchmarks/precision.py prints fp32 and bf16 side by side (pretraining
+# steps and a fine-tuning run) on the machine; set this to True only where it showed bf16 faster
+# at an unchanged dev score, and say so in the commit. Until measured: False (auto = fp32 on a CPU).
+# `pretrain.precision = "bf16"` forces bf16 anywhere, whatever this says.
+CPU_BF16 = False
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 dot products (AVX512-BF16, AMX)
+CPUINFO = Path("/proc/cpuinfo")
 
 # (substring of torch.cuda.get_device_name(), {precision: peak FLOP/s}); the longest matching name wins
 PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
@@ -46,6 +59,47 @@ def mfu(achieved_flops_per_s: float, peak_per_device: float | None, world_size: 
     if not peak_per_device:
         return None
     return achieved_flops_per_s / (world_size * peak_per_device)
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (the first `flags` line of /proc/cpuinfo, or of the text given); empty
+    where there is none (macOS, Windows, a container hiding it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16 in its flags)."""
+    return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
+
+
+def resolve_precision(precision: str, *, cuda: bool | None = None, cpu_bf16: bool | None = None,
+                      cpuinfo: str | None = None) -> str:
+    """What `pretrain.precision` means on this machine: "bf16" or "fp32".
+
+    "bf16" and "fp32" are taken as given. "auto": bf16 on a GPU that supports it; on a CPU, bf16
+    only where the CPU has native bf16 AND `cpu_bf16` (default CPU_BF16, decided by
+    benchmarks/precision.py) says it was measured faster; fp32 otherwise."""
+    if precision in ("bf16", "fp32"):
+        return precision
+    if precision != "auto":
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    import torch
+
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    wanted = CPU_BF16 if cpu_bf16 is None else cpu_bf16
+    return "bf16" if wanted and cpu_native_bf16(cpuinfo) else "fp32"
 
 
 def fresh_accelerator(**kwargs: Any) -> Accelerator:

@@ -28,7 +28,7 @@ from bench.train.resume import LoopState, load_state, plan_key, save_state
 from bench.objectives.draws import RowRandom
 from bench.train.memory import peak_memory_mb, reset_peak_memory
 from bench.train.flops import steps_for_budget  # noqa: F401 - the one budget-to-steps rule, re-exported
-from bench.train.schedule import linear_schedule
+from bench.train.schedule import schedule_for
 from bench.results.store import Metric
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class PretrainPlan:
     checkpoint_steps: dict[float, int]  # budget fraction -> step after which the encoder is saved
     time_budget_s: float | None = None  # matched wall-clock instead of matched FLOPs
     warmup_fraction: float = 0.0  # share of the budget (steps or seconds) spent warming up
+    schedule: str = "linear"  # linear (ELECTRA's) or triangle (Cramming's one-cycle): the backend's recipe
 
     def flops_at(self, step: int, convention: str | None = None) -> float:
         return step * self.flops_per_step[convention or self.convention]
@@ -68,14 +69,18 @@ def checkpoint_dir(run_dir: Path, fraction: float) -> Path:
 
 def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, batch_size: int, seq_len: int,
                      warmup_fraction: float, checkpoint_fractions: tuple[float, ...] = (1.0,),
-                     time_budget_s: float | None = None) -> PretrainPlan:
+                     time_budget_s: float | None = None, schedule: str | None = None) -> PretrainPlan:
+    """The run decided before it starts. `schedule`: the learning-rate schedule; None = the one of the
+    recipe the backend was built with (its size preset's `schedule`, bench.objectives.recipe), else linear."""
+    if schedule is None:
+        schedule = getattr(getattr(backend, "size", None), "schedule", "linear")
     per_step = {c: backend.flops_per_step(batch_size, seq_len, c).total for c in CONVENTIONS}
     fractions = sorted(set(checkpoint_fractions) | {1.0})
     if time_budget_s is not None:  # matched time: steps follow from speed; checkpoints from the clock
         return PretrainPlan(budget_flops=0.0, convention=convention, batch_size=batch_size, seq_len=seq_len,
                             steps=0, flops_per_step=per_step,
                             checkpoint_steps={f: 0 for f in fractions}, time_budget_s=time_budget_s,
-                            warmup_fraction=warmup_fraction)
+                            warmup_fraction=warmup_fraction, schedule=schedule)
     steps = steps_for_budget(budget_flops, per_step[convention])
     return PretrainPlan(
         budget_flops=budget_flops,
@@ -86,6 +91,7 @@ def plan_pretraining(backend: Backend, *, budget_flops: float, convention: str, 
         flops_per_step=per_step,
         checkpoint_steps={f: steps_for_budget(f * budget_flops, per_step[convention]) for f in fractions},
         warmup_fraction=warmup_fraction,
+        schedule=schedule,
     )
 
 
@@ -105,6 +111,7 @@ class PretrainResult:
     resumed_from_step: int = 0  # 0: this attempt started from scratch
     resume_saves: int = 0  # resume states written, all attempts
     compiled: bool = False  # the step ran under torch.compile
+    precision: str = "fp32"  # what ran: "bf16" (autocast) or "fp32", whatever the setting ("auto") was
 
     def metrics(self) -> list[Metric]:
         """Final values (step None) then the logged series, ready for the store."""
@@ -119,7 +126,8 @@ class PretrainResult:
         if self.mfu is not None:
             out.append(Metric("mfu", self.mfu))
         out += [Metric("resumed_from_step", self.resumed_from_step), Metric("resume_saves", self.resume_saves),
-                Metric("compiled", float(self.compiled))]
+                Metric("compiled", float(self.compiled)),
+                Metric("bf16", float(self.precision == "bf16"))]  # the resolved precision: 1 = bf16 autocast ran
         out += [Metric(f"flops_{c}", v) for c, v in self.flops.items()]
         out += [Metric(f"final_{k}", v) for k, v in self.final.items()]
         out += [Metric("checkpoint", f, step=s, flops=fl) for f, (s, fl) in sorted(self.checkpoint_points.items())]
@@ -248,7 +256,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
     timed = plan.time_budget_s is not None
     # One schedule for both budgets: in steps for FLOPs, in seconds for wall-clock.
     total = plan.time_budget_s if timed else plan.steps
-    schedule = linear_schedule(plan.warmup_fraction * total, total)
+    schedule = schedule_for(plan.schedule, plan.warmup_fraction * total, total)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     key = plan_key(plan)
 
@@ -385,6 +393,7 @@ def pretrain(backend: Backend, blocks: torch.Tensor, plan: PretrainPlan, opt: Op
         resumed_from_step=resumed_from,
         resume_saves=state.saves,
         compiled=step_model is not model,
+        precision="bf16" if mixed == "bf16" else "fp32",
     )
 
 
@@ -592,12 +601,12 @@ def _compiled(model: torch.nn.Module, batch: dict[str, Any], rng: RowRandom, acc
 
 
 def mixed_precision(precision: str) -> str:
-    """accelerate's mixed_precision for a `pretrain.precision` setting: "bf16" or "no"."""
-    if precision == "bf16":
-        return "bf16"
-    if precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+    """accelerate's mixed_precision for a `pretrain.precision` setting: "bf16" or "no".
+    "auto" resolves as bench.train.hardware.resolve_precision says (a GPU with bf16; a CPU with
+    native bf16 only where hardware.CPU_BF16, a measured decision, allows it)."""
+    from bench.train.hardware import resolve_precision
+
+    return "bf16" if resolve_precision(precision) == "bf16" else "no"
 
 
 def _mfu(achieved_flops_per_s: float, mixed: str, world_size: int = 1) -> float | None:
