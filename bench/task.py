@@ -1,4 +1,27 @@
-"""The contract every task adapter (in `tasks/`) fulfils."""
+"""The contract every task adapter (in `tasks/`) fulfils.
+
+A task declares its **kind** (`TaskSpec.kind`); fine-tuning gives every backend's encoder the same
+head for a kind, and the kind fixes the columns `load` returns and what `compute_metrics` receives:
+
+- `"sentence"` (GLUE, CSV/JSONL tables): columns `spec.text_fields` (one text or a pair) plus `label`
+  (int, or float for regression, `num_labels` = 1). Head: `[CLS]` -> dropout -> linear.
+  `compute_metrics(predictions, references)`: arrays of class ids (or scores).
+- `"token"` (tagging, e.g. NER): columns `tokens` (list of words) and `tags` (list of ids into
+  `spec.label_names`, BIO tags such as "B-person"). Head: every token's hidden state -> dropout ->
+  linear; each word is labelled on its first sub-token, the others are ignored in the loss (-100).
+  `compute_metrics(predictions, references)`: lists (one per sentence) of tag-name lists, one tag per
+  word; `TokenTask` computes entity-level precision/recall/F1 (conlleval / seqeval: exact span and type).
+- `"span"` (extractive QA, SQuAD): columns `id`, `question`, `context` and `answers`
+  (`{"text": [...], "answer_start": [...]}`, character offsets into `context`; empty lists: no answer,
+  SQuAD 2.0, which sets `spec.no_answer`). Head: start/end logits over the context (and, with
+  `no_answer`, the ELECTRA code's answerable classifier). Long contexts are split into windows.
+  `compute_metrics(predictions, references, no_answer_scores=None)`: predicted answer texts, the
+  reference answer texts per question, and (SQuAD 2.0) each question's no-answer score; `SpanTask`
+  computes the official scripts' F1 and exact match.
+
+A third-party task of any kind registers the same way (entry-point group `bench.tasks`, an object
+with `spec`, `load`, `compute_metrics`); subclassing `TokenTask` or `SpanTask` gives the metrics.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +36,8 @@ import datasets
 
 from bench.errors import ConfigError
 
-FINGERPRINT_BATCH_ROWS = 10_000  # rows converted to Python per step when hashing a loaded split
+FINGERPRINT_BATCH_ROWS = 10_000
+TASK_KINDS = ("sentence", "token", "span")  # rows converted to Python per step when hashing a loaded split
 
 
 @dataclass(frozen=True)
@@ -42,8 +66,27 @@ class TaskSpec:
     # Pair tasks whose label ignores the pairs' order (MRPC, STS-B): fine-tuning adds every training
     # pair again with its two texts swapped (the ELECTRA code's double_unordered); eval splits untouched.
     symmetric_pairs: bool = False
+    # "sentence" (default), "token" (tagging) or "span" (extractive QA): see the module docstring.
+    kind: str = "sentence"
+    # token tasks: tag names, index = tag id ("O", "B-person", ...); num_labels = len(label_names)
+    label_names: tuple[str, ...] = ()
+    # span tasks: questions may have no answer (SQuAD 2.0): the head adds the answerable classifier
+    no_answer: bool = False
 
     def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ConfigError(f"task {self.name!r}: kind = {self.kind!r} is not one of {', '.join(TASK_KINDS)}")
+        if self.kind == "token":
+            if not self.label_names or len(self.label_names) != self.num_labels:
+                raise ConfigError(f"task {self.name!r}: a token task needs label_names, one per label "
+                                  f"(num_labels = {self.num_labels}, {len(self.label_names)} names)")
+            if self.text_fields != ("tokens",):
+                raise ConfigError(f"task {self.name!r}: a token task's text field is 'tokens', not {self.text_fields}")
+        if self.kind == "span" and self.text_fields != ("question", "context"):
+            raise ConfigError(f"task {self.name!r}: a span task's text fields are ('question', 'context'), "
+                              f"not {self.text_fields}")
+        if self.no_answer and self.kind != "span":
+            raise ConfigError(f"task {self.name!r}: no_answer applies to span tasks only")
         if not (self.label_scale > 0 and math.isfinite(self.label_scale)):
             raise ConfigError(f"task {self.name!r}: label_scale = {self.label_scale!r} must be a finite number > 0")
         if self.label_scale != 1.0 and not self.is_regression:
@@ -53,7 +96,7 @@ class TaskSpec:
 
     @property
     def is_regression(self) -> bool:
-        return self.num_labels == 1
+        return self.kind == "sentence" and self.num_labels == 1
 
     @property
     def headline(self) -> str:
@@ -97,6 +140,27 @@ class Task:
 
     def compute_metrics(self, predictions, references) -> dict[str, float]:
         raise NotImplementedError
+
+
+class TokenTask(Task):
+    """A tagging task (kind "token"): entity-level precision, recall and F1 (conlleval / seqeval)."""
+
+    def compute_metrics(self, predictions, references) -> dict[str, float]:
+        from bench.metrics.entities import entity_scores
+
+        scores = entity_scores(predictions, references)
+        return {name: scores[name] for name in self.spec.metrics}
+
+
+class SpanTask(Task):
+    """An extractive QA task (kind "span"): the official SQuAD F1 and exact match (and, for SQuAD 2.0,
+    the scores at the ELECTRA code's no-answer threshold and at the best one)."""
+
+    def compute_metrics(self, predictions, references, no_answer_scores=None) -> dict[str, float]:
+        from bench.metrics.squad import squad_scores
+
+        scores = squad_scores(predictions, references, no_answer_scores if self.spec.no_answer else None)
+        return {name: scores[name] for name in self.spec.metrics}
 
 
 def dataset_digest(dataset: datasets.Dataset) -> str:

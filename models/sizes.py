@@ -9,7 +9,8 @@ sets smaller values for a preset in its own `[size.<preset>]` table (bench.suite
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bench.errors import UnknownNameError
 from bench.registry import unknown_name_message
@@ -46,6 +47,9 @@ class SizePreset:
     finetune_max_length: int = 128
     finetune_max_train: int = 0  # 0 = the whole training split
     seeds: int = 3
+    # fine-tuning settings for token (NER) and span (QA) tasks at this size, over the task's own protocol
+    # (bench.plan.finetune_settings; bench.toml and flags still win): kind -> {setting: value}
+    finetune_kind_caps: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
 
 
 SIZES: dict[str, SizePreset] = {
@@ -59,6 +63,12 @@ SIZES: dict[str, SizePreset] = {
             vocab_size=8192,
             pretrain_batch=32, pretrain_lr=5e-4, warmup_fraction=0.1, budget_flops=1.5e13,
             finetune_lr=1e-3, finetune_epochs=1, finetune_max_length=64, finetune_max_train=20000, seeds=3,
+            # CPU-sized caps (a few minutes per run on two cores): NER keeps all of WNUT-17 (3,394 train
+            # sentences) at 128 sub-tokens; QA trains on 1,200 questions in 256-token windows (ELECTRA: 512)
+            # for 1 epoch (ELECTRA: 2) and evaluates 400 of them (the same 400 for every seed and model).
+            finetune_kind_caps={"token": {"max_length": 128, "max_eval_examples": 0},
+                                "span": {"max_length": 256, "epochs": 1, "max_train_examples": 1200,
+                                         "max_eval_examples": 400}},
         ),
         SizePreset(
             name="small",

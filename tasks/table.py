@@ -8,6 +8,9 @@
     label = "urgency"                    # strings or ints: classes; floats: regression
     metrics = ["accuracy", "f1_macro"]   # optional
 
+`adapter = "conll"` declares a tagging (NER) task over CoNLL column files instead: keys adapter,
+train, dev and optionally description (tasks.conll).
+
 Both files are read and checked when the task is built, so a typo in a label fails before
 hours of pretraining rather than after. Nothing here registers at import: the config reader
 calls `table_task_from_config` and adds the result to the registry.
@@ -30,7 +33,7 @@ from bench.fingerprint import file_sha256
 from bench.metrics import CLASSIFICATION_METRICS, KNOWN_METRICS, REGRESSION_METRICS, compute_metrics
 from bench.task import Task, TaskSpec
 
-ADAPTERS = ("csv", "tsv", "jsonl")
+ADAPTERS = ("csv", "tsv", "jsonl", "conll")  # conll: tagging data (tasks.conll)
 REQUIRED_KEYS = ("adapter", "train", "dev", "text", "label")
 OPTIONAL_KEYS = ("metrics", "description")
 VALID_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
@@ -87,9 +90,13 @@ class TableTask(Task):
         return compute_metrics(self.spec.metrics, predictions, references)
 
 
-def table_task_from_config(name: str, cfg: dict, config_file: Path) -> TableTask:
+def table_task_from_config(name: str, cfg: dict, config_file: Path) -> Task:
     """Build and check the task `[tasks.<name>]` of `config_file` (ConfigError / DataError)."""
     where = f"[tasks.{name}] in {config_file}"
+    if cfg.get("adapter") == "conll":  # token classification: its own keys (tasks.conll)
+        from tasks.conll import conll_task_from_config
+
+        return conll_task_from_config(name, cfg, config_file)
 
     unknown = sorted(set(cfg) - set(VALID_KEYS))
     if unknown:

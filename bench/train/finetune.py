@@ -9,6 +9,15 @@ Batches are grouped by length and padded to their longest sequence (about 2x fas
 Two data details also follow the ELECTRA code, per task (TaskSpec): regression labels are divided
 by `label_scale` for training (STS-B: 0-5 -> [0, 1]) and predictions multiplied back for metrics;
 `symmetric_pairs` tasks (MRPC, STS-B) train on every pair in both orders.
+
+Each task kind (bench.task) brings its head, collator and evaluation, the same for every backend
+(`_kind_ops`): sentence tasks the `[CLS]` head above; token tasks (NER) a linear layer on every
+token's hidden state, each word labelled on its first sub-token (the rest -100, ignored); span tasks
+(SQuAD) start/end logits over the context, windows and answer aggregation as the ELECTRA code's
+finetune/qa (bench.train.qa), and for SQuAD 2.0 its answerable classifier. Everything else (optimizer,
+layer-wise decay, schedule, batching, the collapse probe) is shared. `max_eval_examples` caps the
+questions/sentences evaluated (a fixed subset, the same for every seed and model: the tiny preset's caps
+for token and span tasks, models/sizes.py).
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ class FinetuneConfig:
     eval_batch_size: int = 128
     group_by_length: bool = True
     max_grad_norm: float = 1.0  # 0 = no clipping
+    max_eval_examples: int = 0  # 0 = all; else a fixed subset (seed 0) of each evaluation split
 
     def __post_init__(self) -> None:
         from bench.config import RANGES, check_range
@@ -80,7 +90,7 @@ class FinetuneConfig:
             if section == "finetune":
                 check_range(section, key, getattr(self, key), "fine-tuning setting")
         checks = {"adam_eps": self.adam_eps > 0, "eval_batch_size": self.eval_batch_size >= 1,
-                  "max_grad_norm": self.max_grad_norm >= 0}
+                  "max_grad_norm": self.max_grad_norm >= 0, "max_eval_examples": self.max_eval_examples >= 0}
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"fine-tuning setting {key} = {getattr(self, key)!r} is out of range")
@@ -154,11 +164,13 @@ def load_encoder(
 
     `dropout`, when given, sets the encoder's hidden and attention dropout.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from bench.objectives.encoders import load_pretrained_encoder
 
     name, config = encoder_config(source, dropout=dropout)
     try:
-        model = AutoModel.from_pretrained(name, config=config, trust_remote_code=False)
+        model = load_pretrained_encoder(name, config)  # a crammed (pre-LN) checkpoint keeps its structure
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load the encoder weights from {name}: {str(e).splitlines()[0]}") from e
     try:
@@ -350,11 +362,11 @@ def cls_cosine(encoder: PreTrainedModel, batch: dict[str, torch.Tensor]) -> floa
 
 def random_init_cls_cosine(config: Any, batch: dict[str, torch.Tensor], seed: int) -> float:
     """cls_cosine of a freshly initialised encoder of the same config (the untrained reference)."""
-    from transformers import AutoModel
+    from bench.objectives.encoders import encoder_from_config
 
     with torch.random.fork_rng(devices=[]):  # leave the run's random stream untouched
         torch.manual_seed(seed)
-        reference = AutoModel.from_config(config)
+        reference = encoder_from_config(config)
     return cls_cosine(reference, {k: v.cpu() for k, v in batch.items()})
 
 
@@ -496,18 +508,21 @@ def finetune(
         raise ConfigError(
             f"fine-tuning max_length = {cfg.max_length} exceeds the encoder's max_position_embeddings ({max_positions})"
         )
+    token_types = getattr(encoder.config, "type_vocab_size", 0) >= 2
+    ops = _kind_ops(task, cfg, tokenizer, token_types)
     train_ds = training_set(task, data_dir, cfg, seed)
     if len(train_ds) == 0:
         raise DataError(f"task {spec.name!r}: the train split is empty")
-    eval_sets = {split: task.load(split, data_dir) for split in spec.eval_splits}
-    train_enc = encode(tokenizer, train_ds, spec.text_fields, cfg.max_length)
-    eval_enc = {split: encode(tokenizer, ds, spec.text_fields, cfg.max_length) for split, ds in eval_sets.items()}
+    eval_sets = {split: evaluation_set(task, split, data_dir, cfg) for split in spec.eval_splits}
+    train_enc = ops.encode(train_ds, train=True, split="train")
+    eval_enc = {split: ops.encode(ds, train=False, split=split) for split, ds in eval_sets.items()}
+    if not train_enc:
+        raise DataError(f"task {spec.name!r}: no training example could be encoded")
     data_wall_s = time.perf_counter() - t0
 
     # --- model, optimizer, batches ---
-    token_types = getattr(encoder.config, "type_vocab_size", 0) >= 2
-    collate = Collator(tokenizer.pad_token_id or 0, spec.is_regression, token_types)
-    model = ClsClassifier(encoder, spec.num_labels, cfg.dropout)
+    collate = ops.collate
+    model = ops.model(encoder)
     groups = layerwise_param_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay)
     # fused: one kernel for the whole update instead of a loop over ~70 tensors (3.5 s -> 0.5 s of a 20 s CPU run)
     fused = accelerator.device.type in ("cuda", "cpu") or None
@@ -538,7 +553,7 @@ def finetune(
 
     # --- collapse probe: do [CLS] vectors vary across inputs? ---
     probe_source = next(iter(eval_enc.values()))[:CLS_PROBE_EXAMPLES]
-    probe = {k: v.to(accelerator.device) for k, v in collate(probe_source).items()}
+    probe = {k: v.to(accelerator.device) for k, v in collate(probe_source).items() if k in MODEL_INPUTS}
     with accelerator.autocast():
         cosine = cls_cosine(accelerator.unwrap_model(model).encoder, probe)
     if cosine > COLLAPSE_COSINE:
@@ -558,12 +573,7 @@ def finetune(
     )
     smoothed = None
     for step, batch in enumerate(train_loader, start=1):
-        labels = batch.pop("labels")
-        logits = model(**batch).float()
-        if spec.is_regression:
-            loss = F.mse_loss(logits.squeeze(-1), labels)
-        else:
-            loss = F.cross_entropy(logits, labels)
+        loss = ops.loss(model, batch)
         accelerator.backward(loss)
         if cfg.max_grad_norm > 0:
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -589,14 +599,13 @@ def finetune(
     metrics: dict[str, float] = {}
     learning: dict[str, float] = {}
     for (split, suffix), loader in zip(spec.eval_splits.items(), eval_loaders):
-        predictions, references = _predict(model, loader, spec.is_regression, accelerator)
-        if spec.is_regression:
-            predictions = predictions * spec.label_scale  # back to the data's scale: metrics never see the training one
-        for name, value in task.compute_metrics(predictions, references).items():
+        # the headline's split also answers: did the run learn at all? (a finding, kept beside the score)
+        split_metrics, split_learning = ops.evaluate(model, loader, split, eval_sets[split], train_ds, accelerator,
+                                                     check=not suffix)
+        for name, value in split_metrics.items():
             metrics[name + suffix] = float(value)
-        if not suffix:  # the headline's split: did the run learn at all? (a finding, kept beside the score)
-            learning = (learning_check(predictions, references, _train_labels(train_ds, spec),
-                                       _headline_scorer(task), regression=spec.is_regression))
+        if not suffix:
+            learning = split_learning
     eval_wall_s = time.perf_counter() - t0
 
     if tracking is not None:
@@ -615,6 +624,332 @@ def finetune(
         data_wall_s=data_wall_s,
         learning=learning,
     )
+
+
+def evaluation_set(task: Task, split: str, data_dir: Path | None, cfg: FinetuneConfig) -> datasets.Dataset:
+    """The rows of an evaluation split: all of them, or cfg.max_eval_examples of them drawn with seed 0,
+    so every seed and every model of a comparison is evaluated on the same rows."""
+    ds = task.load(split, data_dir)
+    if cfg.max_eval_examples and cfg.max_eval_examples < len(ds):
+        rng = np.random.default_rng(0)
+        ds = ds.select(np.sort(rng.choice(len(ds), cfg.max_eval_examples, replace=False)))
+    return ds
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+NEG = -10000.0  # added to the logits of positions a span cannot start or end at (ELECTRA: -1000)
+
+
+class TokenClassifier(nn.Module):
+    """encoder -> every token's hidden state -> dropout -> linear (the ELECTRA code's tagging head)."""
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        _init_linear(self.classifier, encoder)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self.classifier(self.dropout(hidden))
+
+
+class SpanHead(nn.Module):
+    """encoder -> start and end logits per token, masked to the context and [CLS] (the ELECTRA code's
+    QA head without joint prediction); with `no_answer` also its answerable classifier: [CLS] and the
+    start-probability-weighted hidden state -> dense 512 + GELU -> 1 logit (high = no answer)."""
+
+    def __init__(self, encoder: PreTrainedModel, no_answer: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.span = nn.Linear(hidden, 2)
+        _init_linear(self.span, encoder)
+        self.answerable = None
+        if no_answer:
+            self.answerable = nn.Sequential(nn.Linear(2 * hidden, 512), nn.GELU(), nn.Linear(512, 1))
+            for layer in (self.answerable[0], self.answerable[2]):
+                _init_linear(layer, encoder)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_mask: torch.Tensor,
+                **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        logits = self.span(hidden).float() + NEG * (1 - context_mask.float()).unsqueeze(-1)
+        start, end = logits.unbind(-1)
+        out = {"start_logits": start, "end_logits": end}
+        if self.answerable is not None:
+            weighted = (start.softmax(-1).unsqueeze(-1).to(hidden.dtype) * hidden).sum(1)
+            out["answerable_logit"] = self.answerable(torch.cat([hidden[:, 0], weighted], -1)).squeeze(-1).float()
+        return out
+
+
+def _init_linear(layer: nn.Linear, encoder: PreTrainedModel) -> None:
+    std = getattr(encoder.config, "initializer_range", 0.02)
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    nn.init.zeros_(layer.bias)
+
+
+@dataclass(frozen=True)
+class PaddedCollator:
+    """Pads encoded examples to the longest in the batch: ids with pad_id, `sequences` (name -> pad
+    value) alike; `scalars` become one tensor each."""
+
+    pad_id: int
+    token_types: bool
+    sequences: tuple[tuple[str, int], ...] = ()
+    scalars: tuple[str, ...] = ()
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(e["input_ids"]) for e in examples)
+        batch = {"input_ids": torch.full((len(examples), width), self.pad_id, dtype=torch.long),
+                 "attention_mask": torch.zeros((len(examples), width), dtype=torch.long)}
+        if self.token_types:
+            batch["token_type_ids"] = torch.zeros((len(examples), width), dtype=torch.long)
+        for name, pad in self.sequences:
+            batch[name] = torch.full((len(examples), width), pad, dtype=torch.long)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            batch["input_ids"][row, :n] = torch.tensor(e["input_ids"])
+            batch["attention_mask"][row, :n] = 1
+            if self.token_types and "token_type_ids" in e:
+                batch["token_type_ids"][row, :n] = torch.tensor(e["token_type_ids"])
+            for name, _ in self.sequences:
+                batch[name][row, :n] = torch.tensor(e[name])
+        for name in self.scalars:
+            batch[name] = torch.tensor([e[name] for e in examples], dtype=torch.long)
+        return batch
+
+
+class SentenceOps:
+    """Sentence tasks: [CLS] classifier (or regressor), one label per example."""
+
+    def __init__(self, task: Task, cfg: FinetuneConfig, tokenizer: Any, token_types: bool) -> None:
+        self.task, self.spec, self.cfg, self.tokenizer = task, task.spec, cfg, tokenizer
+        self.collate = Collator(tokenizer.pad_token_id or 0, self.spec.is_regression, token_types)
+
+    def encode(self, ds: Any, *, train: bool, split: str) -> list[dict[str, Any]]:
+        return encode(self.tokenizer, ds, self.spec.text_fields, self.cfg.max_length)
+
+    def model(self, encoder: PreTrainedModel) -> nn.Module:
+        return ClsClassifier(encoder, self.spec.num_labels, self.cfg.dropout)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch.pop("labels")
+        logits = model(**batch).float()
+        if self.spec.is_regression:
+            return F.mse_loss(logits.squeeze(-1), labels)
+        return F.cross_entropy(logits, labels)
+
+    def evaluate(self, model: nn.Module, loader: Any, split: str, ds: Any, train_ds: Any, accelerator: Accelerator,
+                 *, check: bool) -> tuple[dict[str, float], dict[str, float]]:
+        spec = self.spec
+        predictions, references = _predict(model, loader, spec.is_regression, accelerator)
+        if spec.is_regression:
+            predictions = predictions * spec.label_scale  # back to the data's scale: metrics never see the training one
+        metrics = self.task.compute_metrics(predictions, references)
+        learning = (learning_check(predictions, references, _train_labels(train_ds, spec), _headline_scorer(self.task),
+                                   regression=spec.is_regression) if check else {})
+        return metrics, learning
+
+
+class TokenOps:
+    """Token tasks: a label per word on its first sub-token; a word cut off by max_length is predicted
+    as the training set's most frequent tag ("O")."""
+
+    def __init__(self, task: Task, cfg: FinetuneConfig, tokenizer: Any, token_types: bool) -> None:
+        self.task, self.spec, self.cfg, self.tokenizer = task, task.spec, cfg, tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(f"task {self.spec.name!r}: token tasks need a fast tokenizer (word ids)")
+        self.collate = PaddedCollator(tokenizer.pad_token_id or 0, token_types, (("labels", -100),), ("index",))
+        self.first: dict[str, list[list[int | None]]] = {}  # split -> per example: each word's first sub-token
+
+    def encode(self, ds: Any, *, train: bool, split: str) -> list[dict[str, Any]]:
+        words, tags = ds["tokens"][:], ds["tags"][:]
+        enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.cfg.max_length,
+                             return_attention_mask=False)
+        out, firsts = [], []
+        for k, ids in enumerate(enc["input_ids"]):
+            labels, first = [-100] * len(ids), [None] * len(words[k])
+            previous = None
+            for position, word in enumerate(enc.word_ids(k)):
+                if word is not None and word != previous:
+                    labels[position] = tags[k][word]
+                    first[word] = position
+                previous = word
+            example = {"input_ids": ids, "labels": labels, "index": k}
+            if "token_type_ids" in enc:
+                example["token_type_ids"] = enc["token_type_ids"][k]
+            out.append(example)
+            firsts.append(first)
+        self.first[split] = firsts
+        return out
+
+    def model(self, encoder: PreTrainedModel) -> nn.Module:
+        return TokenClassifier(encoder, self.spec.num_labels, self.cfg.dropout)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch.pop("labels")
+        batch.pop("index")
+        logits = model(**batch).float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, loader: Any, split: str, ds: Any, train_ds: Any, accelerator: Accelerator,
+                 *, check: bool) -> tuple[dict[str, float], dict[str, float]]:
+        names = self.spec.label_names
+        train_tags = [t for sentence in train_ds["tags"][:] for t in sentence]
+        fallback = int(np.bincount(train_tags, minlength=len(names)).argmax()) if train_tags else 0
+        by_index: dict[int, np.ndarray] = {}
+        model.eval()
+        for batch in loader:
+            batch.pop("labels")
+            index = batch.pop("index")
+            pred = model(**batch).argmax(-1)
+            pred = accelerator.pad_across_processes(pred, dim=1, pad_index=-1)
+            pred, index = accelerator.gather_for_metrics((pred, index))
+            for row, k in zip(pred.cpu().numpy(), index.cpu().numpy()):
+                by_index[int(k)] = row
+        model.train()
+        gold_ids = ds["tags"][:]
+        predictions, references = [], []
+        for k, first in enumerate(self.first[split]):
+            row = by_index[k]
+            predictions.append([names[int(row[p])] if p is not None else names[fallback] for p in first])
+            references.append([names[t] for t in gold_ids[k]])
+        metrics = self.task.compute_metrics(predictions, references)
+        if not check or self.spec.headline != "entity_f1":
+            return metrics, {}  # a plug-in's own headline: no equivalent check here
+        from bench.metrics.entities import entities
+
+        def counts(pred: list[str], gold: list[str]) -> tuple[int, int, int]:
+            p, g = set(entities(pred)), set(entities(gold))
+            return len(p), len(g), len(p & g)
+
+        run = np.array([counts(p, g) for p, g in zip(predictions, references)], dtype=np.float64)
+        trivial = np.array([counts([names[fallback]] * len(g), g) for g in references], dtype=np.float64)
+        distinct = len({t for sentence in predictions for t in sentence})
+        return metrics, item_learning_check(run, trivial, _entity_f1_of_counts, distinct)
+
+
+class SpanOps:
+    """Span tasks: windows of [CLS] question [SEP] context [SEP] (bench.train.qa), start/end logits."""
+
+    def __init__(self, task: Task, cfg: FinetuneConfig, tokenizer: Any, token_types: bool) -> None:
+        self.task, self.spec, self.cfg, self.tokenizer = task, task.spec, cfg, tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(f"task {self.spec.name!r}: span tasks need a fast tokenizer (offset mapping)")
+        self.collate = PaddedCollator(tokenizer.pad_token_id or 0, token_types, (("context_mask", 0),),
+                                      ("start_positions", "end_positions", "is_impossible", "index"))
+        self.windows: dict[str, list[Any]] = {}
+        self.skipped: dict[str, int] = {}
+
+    def encode(self, ds: Any, *, train: bool, split: str) -> list[dict[str, Any]]:
+        from bench.train.qa import make_windows
+
+        windows, skipped = make_windows(self.tokenizer, ds["question"][:], ds["context"][:],
+                                        ds["answers"][:] if train else None, self.cfg.max_length)
+        self.windows[split], self.skipped[split] = windows, skipped
+        return [w.as_feature(i) for i, w in enumerate(windows)]
+
+    def model(self, encoder: PreTrainedModel) -> nn.Module:
+        return SpanHead(encoder, self.spec.no_answer)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from bench.train.qa import ANSWERABLE_WEIGHT
+
+        start, end = batch.pop("start_positions"), batch.pop("end_positions")
+        impossible = batch.pop("is_impossible")
+        batch.pop("index")
+        out = model(**batch)
+        loss = (F.cross_entropy(out["start_logits"], start) + F.cross_entropy(out["end_logits"], end)) / 2
+        if "answerable_logit" in out:
+            loss = loss + ANSWERABLE_WEIGHT * F.binary_cross_entropy_with_logits(out["answerable_logit"],
+                                                                                 impossible.float())
+        return loss
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, loader: Any, split: str, ds: Any, train_ds: Any, accelerator: Accelerator,
+                 *, check: bool) -> tuple[dict[str, float], dict[str, float]]:
+        from bench.train.qa import best_answers
+
+        windows = self.windows[split]
+        starts: list[Any] = [None] * len(windows)
+        ends: list[Any] = [None] * len(windows)
+        answerable: list[float] | None = [0.0] * len(windows) if self.spec.no_answer else None
+        model.eval()
+        for batch in loader:
+            for key in ("start_positions", "end_positions", "is_impossible"):
+                batch.pop(key)
+            index = batch.pop("index")
+            out = model(**batch)
+            s = accelerator.pad_across_processes(out["start_logits"], dim=1, pad_index=NEG)
+            e = accelerator.pad_across_processes(out["end_logits"], dim=1, pad_index=NEG)
+            a = out.get("answerable_logit", torch.zeros_like(index, dtype=torch.float32))
+            s, e, a, index = accelerator.gather_for_metrics((s, e, a, index))
+            for row_s, row_e, row_a, k in zip(s.cpu().numpy(), e.cpu().numpy(), a.cpu().numpy(), index.cpu().numpy()):
+                starts[k], ends[k] = row_s, row_e
+                if answerable is not None:
+                    answerable[k] = float(row_a)
+        model.train()
+        contexts = ds["context"][:]
+        positions: list[int] = []
+        texts, na = best_answers(windows, starts, ends, contexts, answerable_logits=answerable, positions=positions)
+        references = [a["text"] for a in ds["answers"][:]]
+        metrics = self.task.compute_metrics(texts, references, na) if self.spec.no_answer else \
+            self.task.compute_metrics(texts, references)
+        if not check or self.spec.headline != "f1":
+            return metrics, {}
+        from bench.metrics.squad import NO_ANSWER_THRESHOLD, question_scores
+
+        shown = [("" if na is not None and na[k] > NO_ANSWER_THRESHOLD else t) for k, t in enumerate(texts)]
+        run = np.array([[question_scores(t, r)[1]] for t, r in zip(shown, references)], dtype=np.float64)
+        trivial = np.array([[question_scores("", r)[1]] for r in references], dtype=np.float64)
+        # "one class" for QA: every answer starts at the same character (or every answer is empty): an output
+        # that ignores the context; pred_classes counts the distinct answer positions (-1 for no answer)
+        distinct = len({p if t else -1 for t, p in zip(shown, positions)})
+        return metrics, item_learning_check(run, trivial, lambda rows: float(rows[:, 0].mean()), distinct)
+
+
+def _kind_ops(task: Task, cfg: FinetuneConfig, tokenizer: Any, token_types: bool) -> Any:
+    kind = getattr(task.spec, "kind", "sentence")
+    return {"sentence": SentenceOps, "token": TokenOps, "span": SpanOps}[kind](task, cfg, tokenizer, token_types)
+
+
+def _entity_f1_of_counts(rows: np.ndarray) -> float:
+    n_pred, n_gold, n_correct = rows.sum(0)
+    precision = n_correct / n_pred if n_pred else 0.0
+    recall = n_correct / n_gold if n_gold else 0.0
+    return float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
+
+
+def item_learning_check(run: np.ndarray, trivial: np.ndarray, aggregate: Callable[[np.ndarray], float],
+                        distinct: int, *, resamples: int | None = None, seed: int | None = None) -> dict[str, float]:
+    """bench.train.learning_check for token and span tasks, whose headline is not a function of one label
+    per example: `run` and `trivial` hold per-item statistics (a row per sentence or question) of the run's
+    and the trivial predictions (every word the training set's majority tag; every answer empty), and
+    `aggregate` turns rows into the headline. Items are resampled (paired bootstrap); `distinct` is the
+    number of distinct predicted tags (answers): 1 is ONE_CLASS. Same record and codes as learning_check."""
+    from bench.train import learning_check as lc
+
+    resamples = lc.RESAMPLES if resamples is None else resamples
+    rng = np.random.default_rng(lc.SEED if seed is None else seed)
+    n = len(run)
+    margins = []
+    for _ in range(resamples if n > 1 else 0):
+        i = rng.integers(0, n, n)
+        margins.append(aggregate(run[i]) - aggregate(trivial[i]))
+    se = float(np.std(margins, ddof=1)) if len(margins) > 1 else 0.0
+    base = aggregate(trivial) if n else 0.0
+    margin = (aggregate(run) if n else 0.0) - base
+    if distinct <= 1:
+        code = lc.ONE_CLASS
+    elif margin <= lc.NOISE_SE * se:
+        code = lc.AT_BASELINE
+    else:
+        code = lc.LEARNED
+    return {"pred_classes": float(distinct), "trivial_score": float(base), "trivial_margin_se": se,
+            "did_not_learn": float(code)}
 
 
 def _train_labels(train_ds: Any, spec: Any) -> np.ndarray:
