@@ -90,7 +90,9 @@ def test_report_renders_in_chromium(browser, report_html):
             rows = page.locator(f"#{section} table tr")
             assert rows.count() >= 2, f"#{section}: no table rows"
             assert rows.nth(1).is_visible()
-        assert "the claim that electra beats bert holds at this scale" in page.locator("#claims").inner_text()
+        # one pretraining run a side: the sentence compares two checkpoints (docs/concepts/claims.md)
+        assert ("the claim that this electra checkpoint fine-tunes better than this bert one holds at this scale"
+                in page.locator("#claims").inner_text())
         board = page.locator("#leaderboard").inner_text()
         assert "electra" in board and "bert" in board and "scratch" in board
         table = page.locator("#comparison").inner_text()
@@ -132,3 +134,49 @@ def test_a_remote_resource_is_caught(browser, report_html, tmp_path):
     page, fetched = _open(browser, leaky)
     page.close()
     assert fetched == ["https://cdn.example.com/x.css"]
+
+
+# per table and image wider than the viewport: where it is and how far it reaches (none when all fit)
+_TOO_WIDE = """() => ({
+    doc: document.documentElement.scrollWidth, view: window.innerWidth,
+    over: [...document.querySelectorAll('table, img')]
+        .map(e => ({tag: e.tagName, in: (e.closest('[id]') || {}).id, right: e.getBoundingClientRect().right}))
+        .filter(r => r.right > window.innerWidth + 0.5)
+})"""
+
+
+def test_no_table_or_figure_is_wider_than_the_page(browser, report_html):
+    """Every table (the claims' 25 columns included) and every plot fits the page: nothing to scroll sideways to."""
+    page, _ = _open(browser, report_html)
+    width = page.viewport_size["width"]
+    try:
+        seen = page.evaluate(_TOO_WIDE)
+        assert seen["doc"] <= seen["view"], f"the page scrolls sideways at {width}px: {seen}"
+        assert seen["over"] == [], f"wider than the {width}px page: {seen['over']}"
+        assert page.locator("#claims table th").count() >= 20  # the wide table is there, and fits
+    finally:
+        page.close()
+
+
+def test_a_single_budget_plot_labels_few_distinct_flops_ticks(monkeypatch):
+    """One budget and no curve: the models' FLOPs differ by a step's worth (8.007e12 .. 8.014e12), which a log axis
+    once labelled with eight colliding minor ticks. Now a few plain, distinct labels (no browser needed)."""
+    import pandas as pd
+
+    from bench.results import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_render", lambda fig, *args: figures.append(fig))
+    rows = [("electra", 8.014e12, 0.51), ("bert", 8.007e12, 0.57), ("electra-15", 8.010e12, 0.52),
+            ("scratch", 0.0, 0.60)]
+    frame = pd.DataFrame([{"task": "sst2", "size": "tiny", "model": m, "budget_flops": 8e12 if f else 0.0,
+                           "pretrain_flops": f, "score_median": s, "score_min": s - 0.01, "score_max": s + 0.01}
+                          for m, f, s in rows])
+    plots.score_vs_flops(frame, control="scratch", score_labels={})
+    (fig,) = figures
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    labels = [t.get_text() for t in ax.xaxis.get_majorticklabels() + ax.xaxis.get_minorticklabels()
+              if t.get_text() and low <= t.get_position()[0] <= high]
+    assert 1 <= len(labels) <= 4 and len(set(labels)) == len(labels), labels

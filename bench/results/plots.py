@@ -89,6 +89,23 @@ def _score_label(task: str, labels: dict[str, str]) -> str:
     return f"{task} dev {metric} (median over seeds)"
 
 
+def _few_log_ticks(ax: Any, flops: Any) -> None:
+    """A log axis over less than a decade (one budget, no curve: the models' FLOPs differ by a step's worth)
+    labels its minor ticks, and they collide (8.007x10^12, 8.008x10^12, ...). Widen it to a few decades around the
+    points and label only 1-2-5 ticks, plainly."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if len(flops) == 0:
+        return
+    lo, hi = float(min(flops)), float(max(flops))
+    if lo <= 0 or hi / lo >= 10:
+        return
+    ax.set_xlim(lo / 3, hi * 3)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0e}".replace("e+", "e")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def score_vs_flops(comparison: pd.DataFrame, *, control: str | None, score_labels: dict[str, str],
                    convention: str = "paper") -> PlotImage | None:
     """The paper's compute-efficiency figure: median dev score vs pretraining FLOPs (log x), seed range as bars."""
@@ -116,6 +133,7 @@ def score_vs_flops(comparison: pd.DataFrame, *, control: str | None, score_label
             ax.errorbar(pts["pretrain_flops"], y, yerr=err, color=colors[model], marker="o", markersize=5,
                         linewidth=1.8, capsize=3, label=label)
         ax.set_xscale("log")
+        _few_log_ticks(ax, g.loc[g["pretrain_flops"] > 0, "pretrain_flops"].to_numpy(float))
         ax.set_xlabel(f"pretraining FLOPs ({convention} convention, log scale)")
         ax.set_ylabel(_score_label(task, score_labels))
         ax.set_title(f"{task} ({size})")

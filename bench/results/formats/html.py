@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -39,9 +40,10 @@ ul.claims li.better { border-color: var(--good); }
 ul.claims li.worse { border-color: var(--bad); }
 ul.claims li.same, ul.claims li.unknown, ul.claims li.warning { border-color: var(--same); }
 .table-wrap { overflow-x: auto; }
-table.table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
-table.table th, table.table td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: right;
-                                 white-space: nowrap; }
+table.table { border-collapse: collapse; font-size: 12px; margin: 6px 0 12px; max-width: 100%; }
+table.table th, table.table td { padding: 4px 5px; border-bottom: 1px solid var(--line); text-align: right;
+                                 vertical-align: top; }
+table.table th { font-size: 11px; vertical-align: bottom; }
 table.table th { background: var(--soft); }
 table.table td:nth-child(-n+3), table.table th:nth-child(-n+3) { text-align: left; }
 figure { margin: 16px 0 28px; }
@@ -68,7 +70,13 @@ def _table(df: pd.DataFrame) -> str:
     if df.empty:
         return "<p class='caption'>(no rows)</p>"
     table = df.to_html(index=False, escape=True, border=0, classes="table", na_rep="–")
-    return f"<div class='table-wrap'>{table}</div>"
+    return f"<div class='table-wrap'>{_breakable(table)}</div>"
+
+
+def _breakable(table_html: str) -> str:
+    """Column names may break after an underscore (`pretrain_<wbr>flops_<wbr>executed`), so wide tables fit the page."""
+    return re.sub(r"(<th[^>]*>)([^<]*)(</th>)", lambda m: m.group(1) + m.group(2).replace("_", "_<wbr>") + m.group(3),
+                  table_html)
 
 
 def _claims_list(report: Report) -> str:
@@ -105,6 +113,10 @@ def claims_display(claims: list[PairClaim]) -> pd.DataFrame:
     return shown
 
 
+CLAIM_TEST_COLUMNS = ("about", "gap", "ci_low", "ci_high", "p", "p_holm", "family", "min_detectable_gap", "verdict",
+                      "left_out")  # the claims table's first half; the runs, FLOPs ratios and speed-ups its second
+
+
 def _claims_table(claims: list[PairClaim]) -> str:
     if not claims:
         return ""
@@ -119,7 +131,13 @@ def _claims_table(claims: list[PairClaim]) -> str:
             f"curves; 0x = never within its budget), wall_speedup_a the same in pretraining wall-clock, each with its "
             f"{LEVEL:.0%} bootstrap interval over pretraining runs; 'withheld': not claimed, the claim sentence above "
             f"says why.")
-    return _table(claims_display(claims)) + f"<p class='caption'>{_e(note)}</p>"
+    # one table of 25 columns is wider than the page: the test, then the design and compute behind it
+    shown = claims_display(claims)
+    pair = [c for c in ("task", "size", "budget_flops", "model_a", "model_b") if c in shown.columns]
+    test = [c for c in shown.columns if c in CLAIM_TEST_COLUMNS]
+    rest = [c for c in shown.columns if c not in pair and c not in test]
+    return (f"<h3>The test</h3>{_table(shown[pair + test])}<h3>The design and the compute</h3>"
+            f"{_table(shown[pair + rest])}<p class='caption'>{_e(note)}</p>")
 
 
 def _figures(images: list[PlotImage]) -> str:
@@ -239,7 +257,7 @@ def render_html(report: Report, images: list[PlotImage]) -> str:
 
 
 def _wrap(table_html: str, empty: bool) -> str:
-    return "<p class='caption'>(no rows)</p>" if empty else f"<div class='table-wrap'>{table_html}</div>"
+    return "<p class='caption'>(no rows)</p>" if empty else f"<div class='table-wrap'>{_breakable(table_html)}</div>"
 
 
 def render_report(report: Report, *, images: list[PlotImage] | None = None) -> str:
