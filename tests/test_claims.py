@@ -241,3 +241,37 @@ def test_bench_plan_power_uses_the_stores_replicated_runs(tmp_path, monkeypatch)
     assert 0.015 < sd_p < 0.05  # near the simulated 0.03, far from the default
     one = CliRunner().invoke(main, args[:9] + ["--power"], catch_exceptions=False).output  # 1 pretraining run
     assert "compares checkpoints and can claim nothing about the objectives" in one
+
+
+# --- acceptance: replicated pretraining end to end ------------------------------------------------------------
+
+
+def test_pretrain_seeds_end_to_end_every_frame_carries_the_pretraining_seed(micro_project, monkeypatch):
+    import csv
+    import io
+    import sqlite3
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    import bench
+    from bench.cli import main
+
+    monkeypatch.chdir(micro_project)
+    r = CliRunner().invoke(main, ["run", "--quiet", "--pretrain-seeds", "2", "--seeds", "2"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    with sqlite3.connect(micro_project / "results" / "bench.db") as db:
+        per_model = dict(db.execute("SELECT model, COUNT(*) FROM runs WHERE kind = 'pretrain' GROUP BY model"))
+    assert per_model == {"electra": 2, "bert": 2, "scratch": 2}  # the control is replicated too (its init)
+    assert "| pretrain_runs" in r.output.replace("  ", " ") or "pretrain_runs" in r.output
+    rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(main, ["report", "--format", "csv"]).output)))
+    assert {(x["model"], x["pretrain_runs"], x["pretrain_seeds"], x["seeds"]) for x in rows} == {
+        (m, "2", "0,1", "2") for m in ("electra", "bert", "scratch")}
+    CliRunner().invoke(main, ["report", "--format", "parquet", "--out", "runs.parquet"], catch_exceptions=False)
+    long = pd.read_parquet(micro_project / "runs.parquet")
+    ft = long[long["kind"] == "finetune"]
+    assert sorted(ft.groupby("model")["pretrain_seed"].nunique().tolist()) == [2, 2, 2]
+    loaded = bench.load("results")
+    assert set(loaded.runs[loaded.runs["kind"] == "pretrain"]["pretrain_seed"]) == {0, 1}
+    claims = bench.report("results").claims
+    assert (claims["pretrain_runs_a"] == 2).all() and set(claims["about"]) == {"objectives"}
