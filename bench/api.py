@@ -89,17 +89,23 @@ def run(models: Sequence[str] | str | None = None, task: str | None = None, *, s
     Args:
         models: models to compare (see `bench list`), a list or a comma string ("electra,bert").
         task: a registered task, or "glue" for every GLUE task present.
-        size: size preset (tiny, small, base). budget: FLOPs (3e13), "electra-small@6.25%" or "20min".
-        seeds: fine-tuning seeds per model and task. pretrain_seeds: independent pretraining runs per model
-        (default 1), each fine-tuned over `seeds`. results: results folder (default ./results).
+        size: size preset (tiny, small, base).
+        budget: FLOPs (3e13), "electra-small@6.25%" or "20min".
+        seeds: fine-tuning seeds per pretraining run.
+        pretrain_seeds: independent pretraining runs per model (default 1), each fine-tuned over `seeds`.
+        results: results folder (default ./results).
+        config: experiment file (default ./bench.toml if present).
+        suite: a named experiment (see `bench list`) layered over the config file.
         control: the no-pretraining control (default scratch; "none" drops it).
-        curve: also fine-tune the checkpoints at 1/16..1/2 of the budget. epochs: override every task's
-        fine-tuning epochs. data: data folder (default $BENCH_DATA_DIR). convention: paper or executed.
+        curve: also fine-tune the checkpoints at 1/16..1/2 of the budget.
+        epochs: override every task's fine-tuning epochs.
+        data: data folder (default $BENCH_DATA_DIR).
+        convention: paper or executed.
         quiet: no progress bars and no plan line (None: bench.toml's [run] quiet).
-        trackers: tracker names ([run] trackers), e.g. ["tensorboard"]. echo: where the runner's messages
-        (warnings, failed runs) go; default stderr.
+        trackers: tracker names ([run] trackers), e.g. ["tensorboard"].
+        echo: where the runner's messages (warnings, failed runs) go; default stderr.
         **overrides: a bench.toml table's key as `<table>__<key>`, e.g. pretrain__precision="fp32",
-        finetune__lr=3e-4, executor__kind="local", data__corpus="wikitext".
+            finetune__lr=3e-4, executor__kind="local", data__corpus="wikitext".
 
     Returns:
         The comparison table, one row per model, size, task and pretraining-FLOPs point (the rows

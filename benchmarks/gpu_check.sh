@@ -33,13 +33,16 @@ export BENCH_CACHE_DIR="$WORK/cache" TORCHINDUCTOR_CACHE_DIR="$WORK/inductor"
 PY=python3
 
 if [ "$DRY" = 1 ]; then
-  SIZE=tiny; SPEED_SIZES=tiny; SPEED_ARGS="--steps 3 --rounds 1 --batch 8"; RUN_BUDGET="${RUN_BUDGET:-15s}"
-  FT_MAX="${FT_MAX:-300}"; T_TESTS="${T_TESTS:-120}"; T_SPEED="${T_SPEED:-240}"; T_RUN="${T_RUN:-300}"; T_BASE=0
+  SIZE=tiny; SPEED_SIZES=tiny; SPEED_ARGS="--steps 2 --rounds 1 --batch 8"; RUN_BUDGET="${RUN_BUDGET:-8s}"
+  FT_MAX="${FT_MAX:-200}"; T_TESTS="${T_TESTS:-120}"; T_SPEED="${T_SPEED:-240}"; T_RUN="${T_RUN:-300}"; T_BASE=0
+  TEST_ARGS="tests/test_pretrain_step.py tests/test_gpu_properties.py -k mfu_is_per_device"  # the section, quickly
+  MAX_DOCS=150
   DATA="${BENCH_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 else
   SIZE=small; SPEED_SIZES=small; SPEED_ARGS="--steps 30 --rounds 2"; RUN_BUDGET="${RUN_BUDGET:-1min}"
   FT_MAX="${FT_MAX:-5000}"; T_TESTS="${T_TESTS:-75}"; T_SPEED="${T_SPEED:-150}"; T_RUN="${T_RUN:-240}"
   T_BASE="${T_BASE:-0}"
+  TEST_ARGS="tests"; MAX_DOCS=400
   DATA="${BENCH_DATA_DIR:-$(pwd)/.gpu_data}"
   [ -d "$DATA/glue/SST-2" ] || DATA="$(cd .. && pwd)/shared/data"
 fi
@@ -78,8 +81,12 @@ section "0. device" | tee -a "$LOG"
 } 2>&1 | tee "$DIR/device.txt" | tee -a "$LOG"
 
 section "1. GPU tests (pytest -m gpu) and the CPU-provable GPU properties" | tee -a "$LOG"
-run_for "$T_TESTS" "$DIR/tests.txt" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu tests; \
-  $PY -m pytest -q -p no:cacheprovider tests/test_gpu_properties.py -k 'not compiled_step_agrees'"
+if [ "$DRY" = 1 ]; then
+  run_for "$T_TESTS" "$DIR/tests.txt" bash -c "$PY -m pytest -q -p no:cacheprovider $TEST_ARGS"
+else
+  run_for "$T_TESTS" "$DIR/tests.txt" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu $TEST_ARGS; \
+    $PY -m pytest -q -p no:cacheprovider tests/test_gpu_properties.py -k 'not compiled_step_agrees'"
+fi
 
 section "2. pretraining step: harness vs stock HF ($SPEED_SIZES)" | tee -a "$LOG"
 # shellcheck disable=SC2086
@@ -98,7 +105,7 @@ results = "$WORK/results"
 [data]
 corpus = "$( [ -d "$BENCH_DATA_DIR/corpus/enwiki-slice" ] && echo enwiki-slice || echo enwiki-2015-wikiextractor )"
 vocab = "bert-base-uncased"
-max_documents = 400
+max_documents = $MAX_DOCS
 [finetune]
 max_train_examples = $FT_MAX
 epochs = 1

@@ -333,7 +333,8 @@ def test_report_after_a_real_curve_run(micro_project, monkeypatch):
     cli("report", "--format", "html", "--out", "report.html")
     text = (micro_project / "report.html").read_text(encoding="utf-8")
     assert text.count("<img src='data:image/png;base64,") == 3
-    assert "electra vs bert at matched FLOPs" in text and "cannot judge" in text
+    # one seed a side cannot be judged; a micro model stuck on one class is no evidence at all: either way, no verdict
+    assert "electra vs bert at matched FLOPs" in text and ("cannot judge" in text or "no verdict, since" in text)
 
 
 def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():

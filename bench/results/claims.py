@@ -304,7 +304,8 @@ def _pct(level: float) -> str:
 
 
 def _p(p: float) -> str:
-    return "< 0.0001" if p < 1e-4 else f"{p:.2g}"
+    """'p = 0.012', or 'p < 0.0001'."""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
 def comparison_phrase(c: Comparison) -> str:
@@ -316,10 +317,10 @@ def comparison_phrase(c: Comparison) -> str:
         what = f"mean score over {c.seeds_a} vs {c.seeds_b} fine-tuning seeds"
     if not c.testable:
         return f"{what}, gap {c.gap:+.4f}"
-    fam = (f", Holm-adjusted over the report's {c.family} comparisons {_p(c.p_adjusted)}" if c.family > 1
+    fam = (f"; Holm-adjusted over the report's {c.family} comparisons: {_p(c.p_adjusted)}" if c.family > 1
            else ", the report's only comparison")
     return (f"{what}, gap {c.gap:+.4f} ({_pct(c.level)} CI {c.low:+.4f} to {c.high:+.4f}, Welch t with {c.df:.3g} df; "
-            f"p = {_p(c.p)}{fam})")
+            f"{_p(c.p)}{fam})")
 
 
 def _detectable(c: Comparison) -> str:
