@@ -186,9 +186,14 @@ def main() -> None:
         except (OSError, subprocess.SubprocessError):
             commit = "unknown"
         command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
-        text = (f"# fp32 vs bf16 ({'GPU' if torch.cuda.is_available() else 'CPU'})\n\n{head}\n\n{pre_table}\n"
-                + (f"\n{fine_table}\n" if fine_table else "")
-                + f"\ncommand: `{command}`  \ncommit: `{commit}`\n")
+        import datetime
+        import platform
+
+        fields = [f"- command: `{command}`", f"- date: {datetime.date.today().isoformat()}",
+                  f"- machine: {platform.machine()} {'GPU' if torch.cuda.is_available() else 'CPU'}, "
+                  f"{torch.get_num_threads()} threads", f"- commit: {commit}"]
+        text = (f"### fp32 vs bf16 ({'GPU' if torch.cuda.is_available() else 'CPU'})\n\n" + "\n".join(fields)
+                + f"\n\n{head}\n\n{pre_table}\n" + (f"\n{fine_table}\n" if fine_table else ""))
         args.out.write_text(text, encoding="utf-8")
         print(f"\nwritten: {args.out}")
 

@@ -247,6 +247,10 @@ def cli_problem(command: str) -> str | None:
         cmd.make_context(f"bench {name}", list(rest), resilient_parsing=False)
     except click.exceptions.Exit:  # --help
         pass
+    except click.BadParameter as exc:
+        if "does not exist" in exc.format_message():  # an example's own paths (bench merge A B --into C)
+            return None
+        return exc.format_message()
     except click.ClickException as exc:
         return exc.format_message()
     return None

@@ -225,7 +225,7 @@ def test_pair_claims_interval_and_speedup(store):
     assert main_claim.a_to_b.point.a_flops == pytest.approx(BUDGET / 4) and main_claim.a_to_b.ratio == pytest.approx(4.0)
     assert main_claim.b_to_a.point.a_flops is None and main_claim.b_to_a.ratio == 0.0
     assert "compares two checkpoints, not two objectives" in main_claim.sentence
-    assert "the claim that this electra checkpoint fine-tunes better than this bert one holds" in main_claim.sentence
+    assert "the claim that this electra checkpoint fine-tunes better than this bert checkpoint holds" in main_claim.sentence
     assert "no compute speed-up is claimed: the curves rest on 1 vs 1 pretraining run(s)" in main_claim.sentence
     assert "Holm-adjusted over the report's 3 comparisons" in main_claim.sentence
     assert [(c.a, c.b) for c in claims[1:]] == [("electra", "scratch"), ("bert", "scratch")]

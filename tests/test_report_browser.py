@@ -91,7 +91,7 @@ def test_report_renders_in_chromium(browser, report_html):
             assert rows.count() >= 2, f"#{section}: no table rows"
             assert rows.nth(1).is_visible()
         # one pretraining run a side: the sentence compares two checkpoints (docs/concepts/claims.md)
-        assert ("the claim that this electra checkpoint fine-tunes better than this bert one holds at this scale"
+        assert ("the claim that this electra checkpoint fine-tunes better than this bert checkpoint holds at this scale"
                 in page.locator("#claims").inner_text())
         board = page.locator("#leaderboard").inner_text()
         assert "electra" in board and "bert" in board and "scratch" in board

@@ -352,7 +352,9 @@ def claim_sentence(a: str, b: str, c: Comparison, *, where: str, at: str = "at m
         head += (": one pretraining run on a side, so this compares two checkpoints, not two objectives "
                  "(another pretraining run may differ by more; --pretrain-seeds 2 or more makes it a claim about "
                  "the objectives)")
-        claim = f"the claim that this {a} checkpoint fine-tunes better than this {b.replace('the ', '', 1)} one"
+        control = b.startswith("the ") and b.endswith(" control")
+        other = f"the untrained {b[4:-8]} encoder" if control else f"this {b} checkpoint"
+        claim = f"the claim that this {a} checkpoint fine-tunes better than {other}"
     body = f"; {comparison_phrase(c)}"
     if v == "unknown":
         body += f", so this run cannot judge {claim} (a side has fewer than 2 {c.unit} to measure noise by)"
