@@ -904,7 +904,13 @@ class SpanOps:
 
         shown = [("" if na is not None and na[k] > NO_ANSWER_THRESHOLD else t) for k, t in enumerate(texts)]
         run = np.array([[question_scores(t, r)[1]] for t, r in zip(shown, references)], dtype=np.float64)
+        # the trivial baseline ignores the question: the better of an empty answer and the context's first three
+        # words (SQuAD answers are a few words long), so a run near either one has not learned to answer
         trivial = np.array([[question_scores("", r)[1]] for r in references], dtype=np.float64)
+        lead = np.array([[question_scores(" ".join(c.split()[:3]), r)[1]] for c, r in zip(contexts, references)],
+                        dtype=np.float64)
+        if lead[:, 0].mean() > trivial[:, 0].mean():
+            trivial = lead
         # "one class" for QA: every answer starts at the same character (or every answer is empty): an output
         # that ignores the context; pred_classes counts the distinct answer positions (-1 for no answer)
         distinct = len({p if t else -1 for t, p in zip(shown, positions)})
@@ -927,7 +933,8 @@ def item_learning_check(run: np.ndarray, trivial: np.ndarray, aggregate: Callabl
                         distinct: int, *, resamples: int | None = None, seed: int | None = None) -> dict[str, float]:
     """bench.train.learning_check for token and span tasks, whose headline is not a function of one label
     per example: `run` and `trivial` hold per-item statistics (a row per sentence or question) of the run's
-    and the trivial predictions (every word the training set's majority tag; every answer empty), and
+    and the trivial predictions (every word the training set's majority tag; every answer empty or the context's
+    first three words, whichever scores better), and
     `aggregate` turns rows into the headline. Items are resampled (paired bootstrap); `distinct` is the
     number of distinct predicted tags (answers): 1 is ONE_CLASS. Same record and codes as learning_check."""
     from bench.train import learning_check as lc
