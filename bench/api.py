@@ -144,21 +144,14 @@ def execute(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = No
     (run keys and `<table>__<key>`, None = not given)."""
     import pandas as pd
 
-    from bench.config import load_experiment
     from bench.distributed import init
     from bench.plan import plan_experiment
     from bench.results.claims import verdict_lines
     from bench.results.tables import comparison_from, failed_rows, filter_finetune, finetune_rows
-    from bench.runner import Runner, register_config_entries
+    from bench.runner import Runner
 
     ranks = init()  # under torchrun / accelerate launch: join the process group first
-    flags = dict(flags)
-    if flags.get("control") is not None and str(flags["control"]).lower() in ("none", ""):
-        flags["control"] = ""
-    exp = load_experiment(config, flags, suite=suite)
-    if exp.control == "":
-        exp = dataclasses.replace(exp, control=None)
-    register_config_entries(exp)
+    exp = _experiment(flags, config, suite)
     tasks = expand_tasks(exp.task, exp.data_dir)
     plan = plan_experiment(exp, curve=exp.curve, epochs=epochs, tasks=tasks)
     runner = Runner(plan, progress=not exp.quiet, echo=echo, ranks=ranks)
@@ -196,12 +189,11 @@ def execute(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = No
             runner.store.close()
 
 
-def plan_lines(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = None, suite: str | None = None,
-               power: bool = False, gap: float | None = None) -> list[str]:
-    """`bench plan`: the runs an experiment needs (nothing is trained), and with `power` what its claims can detect."""
+def _experiment(flags: dict[str, Any], config: str | os.PathLike[str] | None, suite: str | None) -> Any:
+    """The validated Experiment of `bench run` / `bench plan` flags (`--control none` drops the control), with the
+    tasks and models its bench.toml declares registered."""
     from bench.config import load_experiment
-    from bench.plan import plan_experiment
-    from bench.runner import register_config_entries
+    from bench.entries import register_config_entries
 
     flags = dict(flags)
     if flags.get("control") is not None and str(flags["control"]).lower() in ("none", ""):
@@ -210,6 +202,15 @@ def plan_lines(flags: dict[str, Any], *, config: str | os.PathLike[str] | None =
     if exp.control == "":
         exp = dataclasses.replace(exp, control=None)
     register_config_entries(exp)
+    return exp
+
+
+def plan_lines(flags: dict[str, Any], *, config: str | os.PathLike[str] | None = None, suite: str | None = None,
+               power: bool = False, gap: float | None = None) -> list[str]:
+    """`bench plan`: the runs an experiment needs (nothing is trained), and with `power` what its claims can detect."""
+    from bench.plan import plan_experiment
+
+    exp = _experiment(flags, config, suite)
     plan = plan_experiment(exp, curve=exp.curve, tasks=expand_tasks(exp.task, exp.data_dir))
     lines = [f"plan: {len(plan.pretrain_runs)} pretraining and {len(plan.finetune_runs)} fine-tuning runs; models "
              f"{', '.join(dict.fromkeys(r.model for r in plan.pretrain_runs))}; tasks {', '.join(plan.task_names)}; "
