@@ -84,6 +84,13 @@ class RunJob:
                 submitit.helpers.TorchDistributedEnvironment().export()  # RANK, WORLD_SIZE, MASTER_ADDR, ...
             ranks = distributed.init()
             is_main = ranks.is_main
+
+            def lost(reason: str) -> None:  # a peer failed, and this rank may be stuck in a collective for good
+                if is_main:
+                    write_job_result(path, run_id=self.run_id, job_id=job_id, error=f"failed on {reason}")
+                os._exit(1)
+
+            watch = distributed.PeerWatch(ranks, lost).start()
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
@@ -94,10 +101,16 @@ class RunJob:
             runs = {r.id: r for r in (*self.plan.pretrain_runs, *self.plan.finetune_runs)}
             worker = Worker(self.plan, self.data, data_wall_s=self.data_wall_s, ranks=ranks, progress=False)
             result = worker.execute(runs[self.run_id])
+            watch.stop()
         except BaseException as exc:
+            if not is_main and not isinstance(exc, KeyboardInterrupt):
+                distributed.tell_peers(f"rank {ranks.rank}: {type(exc).__name__}: {exc}")
             if is_main and not isinstance(exc, KeyboardInterrupt):  # a requeue (SIGTERM) writes nothing
+                from bench.distributed import peer_failure
+
+                peer = peer_failure()  # the collective broke because a peer failed: name it
                 write_job_result(path, run_id=self.run_id, job_id=job_id,
-                                 error="".join(traceback.format_exception(exc)))
+                                 error=f"failed on {peer}" if peer else "".join(traceback.format_exception(exc)))
             raise
         if is_main:
             write_job_result(path, run_id=self.run_id, job_id=job_id, result=result)

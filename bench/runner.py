@@ -8,13 +8,17 @@ several `bench run` processes can share one results folder (bench.results.store)
 from __future__ import annotations
 
 import errno
+import os
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from bench.distributed import Ranks, broadcast, fail_and_leave, launched, launcher_stop_held, peer_failure
+from bench.distributed import (HEARTBEAT_S, PeerWatch, Ranks, broadcast, fail_and_leave, launched, launcher_stop_held,
+                               peer_failure)
 from bench.environment import code_version, environment, git_sha, plugins_of
 from bench.errors import BenchError, ConfigError, RunFailure, StoreError
 from bench.entries import FINETUNE_KEYS, register_config_entries, register_config_models  # noqa: F401 - re-exported
@@ -74,6 +78,10 @@ class Runner:
                                   "plainly (set processes_per_job in [executor] for DDP inside each job).")
             self.executor = JobExecutor(self.exp.executor, self.results)
         self.summary = RunSummary()
+        self._watch: PeerWatch | None = None  # several ranks: each watches the others' beats (bench.distributed)
+        self._current: str | None = None  # the run in hand, for a failure the watch records
+        self._failing = threading.Lock()  # one record of a group failure: the main thread's or the watch's
+        self._failure_recorded = False
         # transformers' per-file "Loading weights"/"Writing shards" bars drown the harness's own.
         from transformers.utils import logging as hf_logging
 
@@ -109,6 +117,8 @@ class Runner:
                              progress=self.progress)
         self._by_id = {pt.id: pt for pt in self.plan.pretrain_runs}
         self._prepared = True
+        if self.ranks.distributed:  # from here on the ranks work in lockstep: watch each other
+            self._watch = PeerWatch(self.ranks, self._peer_lost).start()
         return self.plan
 
     def run(self) -> RunSummary:
@@ -130,23 +140,30 @@ class Runner:
         except BaseException:
             self._tell(("stop", 2))
             raise
+        finally:
+            if self._watch is not None:
+                self._watch.stop()
 
     def follow(self) -> int:
         """The other ranks' loop: train each run rank 0 names, until it says stop; its exit code."""
         assert self.store is None
         runs = {r.id: r for r in (*self.plan.pretrain_runs, *self.plan.finetune_runs)}
-        while True:
-            command, arg = broadcast(None, self.ranks)
-            if command == "stop":
-                return int(arg)
-            try:
-                self.worker.execute(runs[arg])  # rank 0 records the result
-            except RunFailure:
-                continue  # every rank saw it at the same step (divergence): go on together
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - this rank fails: tell rank 0 why, and leave
-                fail_and_leave(f"rank {self.ranks.rank}: {type(exc).__name__}: {exc}")
+        try:
+            while True:
+                command, arg = broadcast(None, self.ranks)
+                if command == "stop":
+                    return int(arg)
+                try:
+                    self.worker.execute(runs[arg])  # rank 0 records the result
+                except RunFailure:
+                    continue  # every rank saw it at the same step (divergence): go on together
+                except KeyboardInterrupt:
+                    raise  # leaving cleanly (below): an interrupt is not this rank's failure
+                except BaseException as exc:  # noqa: BLE001 - this rank fails: tell rank 0 why, and leave
+                    fail_and_leave(f"rank {self.ranks.rank}: {type(exc).__name__}: {exc}")
+        finally:
+            if self._watch is not None:
+                self._watch.stop()
 
     def _tell(self, command: tuple[str, Any]) -> None:
         """Rank 0 -> the other ranks: ("run", run id) or ("stop", exit code)."""
@@ -274,11 +291,15 @@ class Runner:
         (divergence, a bug) lets the rest go on, a user error or an interrupt stops `bench run`,
         and so does a failure on one rank of several (the group cannot go on together)."""
         run_id = run.id
+        self._current = run_id
         try:
             result = work()
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `Interrupted`
-            if self.ranks.distributed and peer_failure():  # the launcher's SIGTERM, sent because a peer failed
-                self._fail_together(run_id, exc)
+            if self.ranks.distributed:
+                with launcher_stop_held():
+                    peer = self._lost_peer()
+                if peer:  # the launcher's SIGTERM, sent because a peer failed
+                    self._fail_together(run_id, exc)
             self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
         except BenchError as exc:  # a user error: recorded, then reported
@@ -301,15 +322,46 @@ class Runner:
             self._fail_and_go_on(run_id, exc)
         else:
             self._record(run, result)
+        finally:
+            self._current = None
 
     def _fail_together(self, run_id: str, exc: BaseException) -> NoReturn:
         """Several processes: a failure on one rank stops them all. Record which rank failed and why."""
-        with launcher_stop_held():
-            peer = peer_failure()
+        with self._failing, launcher_stop_held():  # the watch, if it got there first, ends the process
+            self._failure_recorded = True
+            peer = self._lost_peer()
             reason = f"failed on {peer}" if peer else f"failed on rank 0: {type(exc).__name__}: {exc}"
             self._record_failure(run_id, reason if peer else "".join(traceback.format_exception(exc)))
-        raise BenchError(f"run {run_id} {reason}. With several processes a run that fails on one rank "
-                         f"stops them all; the failure is recorded and a re-run retries it.") from None
+        raise BenchError(_group_failure(run_id, reason)) from None
+
+    def _lost_peer(self) -> str | None:
+        """After a collective broke: the peer that failed, by the error it left or, for a rank killed without
+        a word, by its silence (waiting up to 3 beats for either); None if every peer is alive (rank 0 failed)."""
+        deadline = time.monotonic() + 3.5 * HEARTBEAT_S
+        while True:
+            peer = peer_failure()
+            silent = self._watch.silent(3 * HEARTBEAT_S) if self._watch is not None and not peer else []
+            if silent:
+                peer = f"rank {silent[0]}: it stopped without a word (killed, or its machine went away)"
+            if peer or time.monotonic() >= deadline:
+                return peer
+            time.sleep(0.2)
+
+    def _peer_lost(self, reason: str) -> None:
+        """The peer watch's verdict, on its thread: the main thread may be blocked in a collective for good
+        (NCCL does not fail a collective whose peer died), so record the failure and end the process here."""
+        with self._failing:
+            if self._failure_recorded:  # the main thread saw it first and is reporting it
+                return
+            self._failure_recorded = True
+            if self.ranks.is_main:
+                run_id = self._current
+                if run_id is not None:
+                    self._record_failure(run_id, f"failed on {reason}")
+                print(f"error: {_group_failure(run_id, f'failed on {reason}')}", file=sys.stderr, flush=True)
+            else:
+                print(f"rank {self.ranks.rank}: leaving, rank 0 failed ({reason})", file=sys.stderr, flush=True)
+            os._exit(2)
 
     def _record(self, run: PretrainRun | FinetuneRun, result: RunResult) -> None:
         """Write a run's result to the store (one transaction) and count it."""
@@ -336,6 +388,12 @@ class Runner:
             self.store.fail(run_id, error)
         except StoreError as exc:  # e.g. the disk is full for the store too: say so, keep the first error
             self.echo(f"warning: could not record the failure of {run_id} in the store: {exc}")
+
+def _group_failure(run_id: str | None, reason: str) -> str:
+    what = f"run {run_id}" if run_id else "the process group"
+    return (f"{what} {reason}. With several processes a run that fails on one rank stops them all; the failure "
+            f"is recorded and a re-run retries it.")
+
 
 def disk_full(exc: BaseException) -> str | None:
     """What said the disk is full, if anything in `exc`'s chain did (OSError ENOSPC, or a library's

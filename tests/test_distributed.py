@@ -4,7 +4,8 @@ One process and two processes of the same plan must take the same steps on the s
 the same FLOPs, the same loss at step 1, a final loss within a small tolerance. Only rank 0
 writes: an audit hook in rank 1 logs every file it opens for writing under the results
 folder, and the log must stay empty. A failure on rank 1 alone must stop both ranks at once
-and be recorded in the store with its rank.
+and be recorded in the store with its rank, also when rank 1 is killed without a word or
+frozen (the peer watch, not the collective backend, must see it).
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ class FailOnRank1(BertBackend):
     def loss(self, batch):
         type(self).calls += 1
         if os.environ.get("RANK") == "1" and self.calls == 3:
-            raise RuntimeError("injected on rank 1")
+            how = os.environ.get("BENCH_RANK1_SIGNAL")  # KILL: dies without a word; STOP: freezes, sockets open
+            if how is None:
+                raise RuntimeError("injected on rank 1")
+            import signal, time
+            with open("rank1.signalled", "w") as f:
+                f.write(f"{{os.getpid()}} {{time.time()}}")
+            os.kill(os.getpid(), getattr(signal, "SIG" + how))
         return super().loss(batch)
 
 MODELS.add("failonrank1", FailOnRank1, description="test-only", source="test")
@@ -109,16 +116,21 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def launch(project: Path, processes: int, results: str, *extra: str,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def command(project: Path, processes: int, results: str, *extra: str,
+            env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
            "BENCH_AUDIT_DIR": str(project / results), "BENCH_AUDIT_LOG": str(project / f"{results}.rank1-writes")}
     if processes == 1:
         cmd = [sys.executable, "boot.py"]
     else:
         cmd = ["torchrun", "--standalone", "--nproc_per_node", str(processes), "boot.py"]
-    return subprocess.run([*cmd, "run", "--quiet", "--results", results, *extra], cwd=project, env=env, text=True,
-                          capture_output=True, timeout=600)
+    return [*cmd, "run", "--quiet", "--results", results, *extra], env
+
+
+def launch(project: Path, processes: int, results: str, *extra: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd, env = command(project, processes, results, *extra, env=env)
+    return subprocess.run(cmd, cwd=project, env=env, text=True, capture_output=True, timeout=600)
 
 
 def _store(project: Path, results: str) -> sqlite3.Connection:
@@ -175,3 +187,38 @@ def test_a_failure_on_rank_1_stops_both_ranks_and_is_recorded(project):
     assert "Traceback" not in done.stdout
     (run,) = _store(project, "fail").execute("SELECT status, error FROM runs WHERE kind = 'pretrain'").fetchall()
     assert run["status"] == "failed" and run["error"].startswith("failed on rank 1: RuntimeError: injected on rank 1")
+
+
+@pytest.mark.parametrize("how", ["KILL", "STOP"])
+def test_a_rank_killed_or_frozen_mid_run_is_recorded_within_seconds(project, how):
+    # KILL: rank 1 dies without leaving a word. STOP: it freezes with its connections open, so rank 0's
+    # collective waits for it as every collective does under NCCL when a peer dies: gloo's failure cannot
+    # help, and only the peer watch (its beats in the launcher's store) sees it.
+    cmd, env = command(project, 2, "lost", "--models", "failonrank1",
+                       env={"BENCH_RANK1_SIGNAL": how, "BENCH_PEER_TIMEOUT_S": "4"})
+    proc = subprocess.Popen(cmd, cwd=project, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    marker, db = project / "rank1.signalled", project / "lost" / "bench.db"
+    try:
+        deadline, failed_at, run = time.monotonic() + 150, None, None
+        while time.monotonic() < deadline and failed_at is None:
+            if marker.exists() and db.exists():
+                con = _store(project, "lost")
+                run = con.execute("SELECT status, error FROM runs WHERE kind = 'pretrain'").fetchone()
+                con.close()
+                if run is not None and run["status"] == "failed":
+                    failed_at = time.time()
+            time.sleep(0.25)
+        assert failed_at is not None, f"no failure recorded: {run and dict(run)}"
+        pid, signalled_at = marker.read_text().split()
+        assert failed_at - float(signalled_at) < 20  # seconds, not the collective's 12-hour timeout
+        assert run["error"].startswith("failed on rank 1: "), run["error"]
+    finally:
+        if marker.exists():  # a frozen rank 1 would hold torchrun for its 30 s SIGTERM-to-SIGKILL wait
+            try:
+                os.kill(int(marker.read_text().split()[0]), 9)
+            except ProcessLookupError:
+                pass
+        stdout, stderr = proc.communicate(timeout=120)
+    print(run["error"], f"recorded {failed_at - float(signalled_at):.1f} s after the signal")
+    assert proc.returncode != 0, stdout + stderr
+    assert "failed on rank 1" in stderr and "Traceback" not in stdout, stdout + stderr
