@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import random
 from pathlib import Path
@@ -283,3 +284,35 @@ def test_mnli_reports_matched_and_mismatched(encoder_dir, tmp_path):
     # every dev example predicted exactly once: accuracies are multiples of 1/30 and 1/40
     assert round(result.metrics["accuracy"] * 30, 6) % 1 == 0
     assert round(result.metrics["accuracy_mismatched"] * 40, 6) % 1 == 0
+
+
+def test_the_loop_reads_the_loss_once_a_window_not_every_step(encoder_dir, good_task, monkeypatch):
+    # A host read of the loss makes a GPU wait: one per READ_LOSS_EVERY steps, none inside a step.
+    # (On the CPU a read is no dispatched op, so the reads are counted at the one function that makes them;
+    # a per-step float() would show as _local_scalar_dense ops that grow with the number of steps.)
+    import dataclasses
+    import math
+
+    import bench.train.finetune as F
+    from test_gpu_properties import SyncOps
+
+    reads: list[int] = []
+    monkeypatch.setattr(F, "host_values", lambda t: (reads.append(len(t)), t.float().tolist())[1])
+    seen = {}
+    for epochs in (2, 4):  # 50 and 100 steps
+        reads.clear()
+        losses: list[float] = []
+        with SyncOps() as ops:
+            finetune(encoder_dir, good_task, dataclasses.replace(FAST, epochs=epochs), seed=1, data_dir=None,
+                     progress=False, on_step=lambda s, l: losses.append(l))
+        steps = 400 // 16 * epochs
+        assert len(losses) == steps and all(math.isfinite(v) for v in losses)  # every step's loss, still
+        assert reads == [F.READ_LOSS_EVERY] * (steps // F.READ_LOSS_EVERY)
+        seen[epochs] = ops.seen
+    # lift_fresh: tensors made from Python lists, which the collator does in host memory (the prepared loader
+    # moves each batch once): not a wait for the device
+    def waits(ops: list[str]) -> collections.Counter:
+        return collections.Counter(s for s in ops if "finetune.py" in s and "lift_fresh" not in s)
+
+    grown = waits(seen[4]) - waits(seen[2])
+    assert not grown, f"ops that wait for the device, more with more steps: {dict(grown)}"

@@ -61,6 +61,7 @@ COLLAPSE_MARK = "[CLS] vectors are nearly identical across inputs"  # in every w
 DIVERGED_RISE = 0.1  # diverged: non-finite, or last - min > max(10% of first - min, LOSS_NOISE x first)
 LOSS_NOISE = 0.01  # a logged loss moving less than 1% of the first one is noise: neither falling nor rising
 CLS_PROBE_EXAMPLES = 64
+READ_LOSS_EVERY = 25  # fine-tuning steps between host reads of the loss (each is a device sync)
 NO_DECAY = ("LayerNorm", "layer_norm", "bias")  # as ELECTRA's exclude_from_weight_decay
 
 
@@ -127,7 +128,7 @@ class ClsClassifier(nn.Module):
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = hidden_states(self.encoder, input_ids, attention_mask, **kwargs)
         return self.classifier(self.dropout(hidden[:, 0]))
 
 
@@ -155,6 +156,21 @@ def encoder_config(source: str | Path, *, dropout: float | None = None) -> tuple
             if hasattr(config, attr):
                 setattr(config, attr, dropout)
     return name, config
+
+
+def hidden_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+           **kwargs: torch.Tensor) -> torch.Tensor:
+    """The encoder's last hidden states, given the 4-D mask its attention wants: with the 2-D one
+    transformers asks every forward whether the mask is all ones, a device sync per step."""
+    from bench.objectives.encoders import encoder_mask
+
+    mask = encoder_mask(encoder.config, attention_mask)
+    return encoder(input_ids=input_ids, attention_mask=mask, **kwargs).last_hidden_state
+
+
+def host_values(t: torch.Tensor) -> list[float]:
+    """`t`'s values on the host: one device sync (the fine-tuning loop makes one per READ_LOSS_EVERY steps)."""
+    return t.float().tolist()
 
 
 def load_encoder(
@@ -572,6 +588,7 @@ def finetune(
         dynamic_ncols=True,
     )
     smoothed = None
+    losses: list[torch.Tensor] = []  # this window's losses, still on the device
     for step, batch in enumerate(train_loader, start=1):
         loss = ops.loss(model, batch)
         accelerator.backward(loss)
@@ -580,17 +597,25 @@ def finetune(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        value = float(accelerator.reduce(loss.detach(), reduction="mean"))  # every process: the same value
-        if not math.isfinite(value):
-            warnings.append(f"fine-tuning loss became {value} at step {step}; training stopped there")
-            break
-        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
-        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
+        losses.append(loss.detach())
         bar.update(1)
-        if on_step is not None:
-            on_step(step, value)
-        if tracking is not None:
-            tracking.log({"loss": value}, step)
+        if step % READ_LOSS_EVERY and step != steps:
+            continue  # the host reads the losses once a window: a read is a device sync
+        # every process: the same values, one per step of the window
+        values = host_values(accelerator.reduce(torch.stack(losses), reduction="mean"))
+        first, losses = step - len(values) + 1, []
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        for i, value in enumerate(values[:bad]):
+            smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
+            if on_step is not None:
+                on_step(first + i, value)
+            if tracking is not None:
+                tracking.log({"loss": value}, first + i)
+        if bad is not None:
+            warnings.append(f"fine-tuning loss became {values[bad]} at step {first + bad}; training stopped at step "
+                            f"{step}")
+            break
+        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
     bar.close()
     train_wall_s = time.perf_counter() - t0
 
@@ -651,7 +676,7 @@ class TokenClassifier(nn.Module):
         _init_linear(self.classifier, encoder)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = hidden_states(self.encoder, input_ids, attention_mask, **kwargs)
         return self.classifier(self.dropout(hidden))
 
 
@@ -674,7 +699,7 @@ class SpanHead(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_mask: torch.Tensor,
                 **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = hidden_states(self.encoder, input_ids, attention_mask, **kwargs)
         logits = self.span(hidden).float() + NEG * (1 - context_mask.float()).unsqueeze(-1)
         start, end = logits.unbind(-1)
         out = {"start_logits": start, "end_logits": end}
