@@ -196,6 +196,7 @@ COMPARISON = {
     "pretrain_runs": "independent pretraining runs behind the row (`--pretrain-seeds`)",
     "pretrain_seeds": "which pretraining seeds they were",
     "seeds": "fine-tuning seeds per pretraining run, the fewest any run has (0: no result)",
+    "also": "the task's other metrics, median over the runs (SQuAD's `exact_match` beside its F1, MRPC's `accuracy`)",
     "not_learned": "fine-tuning runs that did not learn, with the commonest reason (`3/3: every dev prediction "
                    "is one class`); empty when all learned",
 }

@@ -449,3 +449,16 @@ def test_formats_refuse_what_they_cannot_do(store, tmp_path):
     with pytest.raises(ConfigError, match="unknown report format 'xlsx'.*md, html, csv, latex, json, parquet"):
         formats.render(rep, "xlsx")
     assert formats.write(rep, "md", tmp_path / "r.md").read_text() == formats.render(rep, "md")
+
+
+def test_the_comparison_shows_a_tasks_other_metrics_beside_its_headline():
+    from bench.results.tables import other_metrics
+
+    # SQuAD: the score is F1; exact match rides along, median over the runs
+    qa = [{"score": f1, "metric_f1": f1, "metric_exact_match": em} for f1, em in ((0.5, 0.4), (0.6, 0.3), (0.7, 0.5))]
+    assert other_metrics(qa) == "exact_match 0.4000"
+    # SST-2: accuracy is the headline itself, so nothing rides along
+    assert other_metrics([{"score": a, "metric_accuracy": a} for a in (0.8, 0.81)]) == ""
+    # MRPC: F1 headline, accuracy beside it; a split's suffixed metric too
+    mrpc = [{"score": 0.8, "metric_f1": 0.8, "metric_accuracy": 0.7, "metric_accuracy_mm": 0.69}]
+    assert other_metrics(mrpc) == "accuracy 0.7000, accuracy_mm 0.6900"

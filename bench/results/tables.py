@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
            "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
-           "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned"]
+           "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned", "also"]
 CONVENTIONS = ("paper", "executed")  # pretrain_flops_<convention>: both always shown beside the budget's
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 GLUE_PAPER = "glue_paper_scores"  # df.attrs key: same key -> median of the metric the paper's GLUE score uses
@@ -305,6 +305,7 @@ def comparison_rows(table: Table) -> Rows:
             "pretrain_seeds": ",".join(str(s) for s in sorted({rs[0].get("pretrain_seed") or 0 for rs in by_run.values()})),
             "seeds": min(len(rs) for rs in by_run.values()),
             "not_learned": _not_learned_text(failed, len(g)),
+            "also": other_metrics(g),
         })
         # groups come in run order, so a later run of the same point (new code version) wins
         scores_by_key[_key(rows[-1])] = scores
@@ -324,6 +325,20 @@ def _not_learned_text(reasons: list[str], total: int) -> str:
         return ""
     common = max(set(reasons), key=reasons.count)
     return f"{len(reasons)}/{total}: {common}"
+
+
+def other_metrics(runs: list[dict[str, Any]]) -> str:
+    """The task's other metrics beside its headline score, median over the runs: e.g. SQuAD's exact match
+    beside its F1, MRPC's accuracy beside its F1 ("exact_match 0.4120"). A metric equal to the score in
+    every run is the headline itself, and left out."""
+    names = dict.fromkeys(k for r in runs for k in r if k.startswith("metric_"))
+    parts = []
+    for name in names:
+        values = [number(r.get(name)) for r in runs]
+        if any(v != v for v in values) or all(v == number(r.get("score")) for v, r in zip(values, runs)):
+            continue
+        parts.append(f"{name[len('metric_'):]} {statistics.median(values):.4f}")
+    return ", ".join(parts)
 
 
 def comparison_from(ft: Table) -> pd.DataFrame:
