@@ -227,9 +227,11 @@ def report(results: tuple[str, ...], fmt: str, out: str | None, plots_dir: str |
     bench report --plots results/plots               also PNG + SVG figures
 
     Claims compare every pair of models on the same task and size at the same FLOP budget
-    (and each against the no-pretraining control): the median-score gap with a 95% bootstrap
-    interval over fine-tuning seeds and, with curves (`bench run --curve`), the compute each
-    needs to reach the other's best score.
+    (and each against the no-pretraining control): the gap in median score with a 95% Welch t
+    interval over pretraining runs (over fine-tuning seeds, and said to compare two checkpoints,
+    where a side has one run), Holm-corrected over the report's comparisons, with the smallest
+    gap the design detects; runs that did not learn are left out. With curves (`bench run
+    --curve`): the compute each needs to reach the other's best score.
     """
     if fmt in BINARY and not out:
         raise BenchError(f"--format {fmt} writes a binary file, not text for the terminal: give --out FILE "
