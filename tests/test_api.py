@@ -20,9 +20,10 @@ from bench.cli import main
 from bench.errors import BenchError, ConfigError, UnknownNameError
 
 # The comparison table's documented columns (README "Python API"): a change here is a change of the API.
-COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
-           "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median",
-           "score_min", "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned"]
+COLUMNS = ["model", "size", "task", "finetune", "budget_flops", "pretrain_steps", "pretrain_flops",
+           "pretrain_flops_paper", "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s",
+           "score_median", "score_min", "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned", "also",
+           "settings"]
 RUNS_COLUMNS = ["run_id", "kind", "model", "task", "size", "budget", "seed", "parent_id", "status", "started_at",
                 "finished_at", "wall_s", "git_sha", "code_version"]
 

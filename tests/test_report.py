@@ -144,12 +144,13 @@ def cli(*args: str) -> str:
 
 def test_comparison_table_rows_and_seed_scores(store):
     df = comparison_table(store)
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == [*COLUMNS, "settings"]  # settings: in the frame, not the printed table
     assert len(df) == 11  # 2 models x 5 curve points + the control
     row = df[(df["model"] == "electra") & (df["pretrain_flops"] == BUDGET)].iloc[0]
     assert (row["score_median"], row["score_min"], row["score_max"], row["seeds"]) == (0.85, 0.84, 0.86, 3)
     assert row["pretrain_steps"] == 160 and row["budget_flops"] == BUDGET
-    assert df.attrs["seed_scores"][("electra", "tiny", "sst2", BUDGET, BUDGET)] == [0.84, 0.85, 0.86]
+    settings = '{"epochs":3,"lr":0.0003}'  # the key carries the fine-tuning settings: another regime is another row
+    assert df.attrs["seed_scores"][("electra", "tiny", "sst2", BUDGET, BUDGET, settings)] == [0.84, 0.85, 0.86]
 
 
 def _store_truth(db: Path) -> dict[tuple[str, str, float], list[float]]:
@@ -344,8 +345,8 @@ def test_glue_average_uses_the_papers_metric_per_task_and_leaves_out_wnli():
 
     rows = []
     for task, headline in (("cola", 0.30), ("mrpc", 0.80), ("wnli", 0.10)):
-        rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, 1e13, 10, 1e13, 1e13, 0.8e13, 5.0, 100.0, 2.0,
-                                       headline, headline, headline, 1, "0", 3, ""])))
+        rows.append(dict(zip(COLUMNS, ["electra", "tiny", task, "", 1e13, 10, 1e13, 1e13, 0.8e13, 5.0, 100.0, 2.0,
+                                       headline, headline, headline, 1, "0", 3, "", ""])))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # MRPC's headline is F1 (0.80) but the paper's GLUE score counts its accuracy (0.70)
     df.attrs[GLUE_PAPER] = {_key(rows[0]): 0.30, _key(rows[1]): 0.70, _key(rows[2]): 0.10}
@@ -462,3 +463,40 @@ def test_the_comparison_shows_a_tasks_other_metrics_beside_its_headline():
     # MRPC: F1 headline, accuracy beside it; a split's suffixed metric too
     mrpc = [{"score": 0.8, "metric_f1": 0.8, "metric_accuracy": 0.7, "metric_accuracy_mm": 0.69}]
     assert other_metrics(mrpc) == "accuracy 0.7000, accuracy_mm 0.6900"
+
+
+def test_two_fine_tuning_regimes_in_one_store_are_compared_apart(tmp_path):
+    # cpu-crossover and its low-resource twin share their pretraining runs, so one store holds both regimes:
+    # each is its own row and its own claims, never pooled, and its scores never overwrite the other's
+    from bench.results.claims import pair_claims
+    from bench.results.tables import seed_scores_of
+
+    store = _fast(Store(tmp_path / "bench.db"))
+    regimes = {"big": ({"max_train_examples": 20000, "epochs": 1.0}, {"electra": 0.80, "bert": 0.80, "scratch": 0.79}),
+               "few": ({"max_train_examples": 1000, "epochs": 10.0}, {"electra": 0.70, "bert": 0.60, "scratch": 0.55})}
+    parents = {m: add_pretrain(store, m, pretrains=m != "scratch") for m in ("electra", "bert", "scratch")}
+    for name, (settings, medians) in regimes.items():
+        for model, median in medians.items():
+            for seed, d in enumerate(SPREAD):
+                run_id = f"ft-{model}-{name}-{seed}"
+                spec = {"model": model, "task": "sst2", "seed": seed, "fraction": 1.0, "pretrain_id": parents[model],
+                        "size": "tiny", "settings": settings}
+                store.claim(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task="sst2",
+                            size="tiny", budget=BUDGET if model != "scratch" else 0.0, seed=seed,
+                            parent_id=parents[model], git_sha="abc123", environment=ENV)
+                store.finish(run_id, [Metric("score", median + d), Metric("metric_accuracy", median + d),
+                                      Metric("train_wall_s", 1.0), Metric("eval_wall_s", 1.0), Metric("fraction", 1.0)])
+    df = comparison_table(store)
+    assert sorted(zip(df["model"], df["finetune"])) == sorted(
+        (m, label) for m in ("electra", "bert", "scratch") for label in ("20,000 ex x 1 ep", "1,000 ex x 10 ep"))
+    few = df[df["finetune"] == "1,000 ex x 10 ep"].set_index("model")
+    assert few.loc["electra", "score_median"] == pytest.approx(0.70)
+    assert sorted(seed_scores_of(df, df[(df["model"] == "bert") & (df["finetune"] == "20,000 ex x 1 ep")].iloc[0]
+                                 .to_dict())) == pytest.approx([0.79, 0.80, 0.81])
+    claims = pair_claims(df, "scratch")
+    pairs = [c for c in claims if not c.vs_control]
+    assert len(pairs) == 2 and len(claims) == 6  # electra vs bert, and each vs scratch, in each regime
+    by_regime = {("1,000 ex" in c.size): c for c in pairs}
+    assert by_regime[True].ci.gap == pytest.approx(0.10) and by_regime[False].ci.gap == pytest.approx(0.0)
+    assert all("fine-tuned on" in c.sentence for c in claims)
+    store.close()

@@ -306,7 +306,7 @@ def test_both_conventions_are_columns_beside_the_budgets(tmp_path):
     df = rep.comparison
     i = COLUMNS.index("pretrain_flops")
     assert COLUMNS[i:i + 3] == ["pretrain_flops", "pretrain_flops_paper", "pretrain_flops_executed"]
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == [*COLUMNS, "settings"]
     e = df[df["model"] == "electra"].set_index("pretrain_steps")
     assert e.loc[40, "pretrain_flops"] == e.loc[40, "pretrain_flops_paper"] == pytest.approx(40 * 1e11)
     assert e.loc[40, "pretrain_flops_executed"] == pytest.approx(40 * 0.56e11)  # step x per-step executed cost

@@ -19,6 +19,7 @@ their claim sentence says so with the ratio.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import statistics
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from bench.results.inference import CHECKPOINTS, Comparison, adjust_family, compare
 from bench.results.stats import (Curve, SpeedupCI, bootstrap_speedups, speedup_phrase, withheld_reasons)
-from bench.results.tables import (CONVENTIONS, RUN_SCORES, Rows, Table, as_rows, full_budget, is_present,
-                                  run_scores_of, seed_scores_of)
+from bench.results.tables import (CONVENTIONS, RUN_SCORES, Rows, Table, as_rows, finetune_label, full_budget,
+                                  is_present, run_scores_of, seed_scores_of, settings_of)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +96,7 @@ def _claim_rank(model: str) -> tuple[int, str]:
     return (CLAIM_ORDER.index(model) if model in CLAIM_ORDER else len(CLAIM_ORDER), model)
 
 
-CurveKey = tuple[str, str, str, float]  # model, size, task, budget_flops
+CurveKey = tuple[str, str, str, float, str]  # model, size, task, budget_flops, fine-tuning settings
 
 
 def curve_points(table: Table) -> dict[CurveKey, list[dict[str, Any]]]:
@@ -103,7 +104,7 @@ def curve_points(table: Table) -> dict[CurveKey, list[dict[str, Any]]]:
     last row of a FLOPs value kept. Read once, so a claim looks its curves up instead of filtering the table."""
     groups: dict[CurveKey, list[dict[str, Any]]] = {}
     for r in as_rows(table).records:
-        key = (r["model"], r["size"], r["task"], r["budget_flops"])
+        key = (r["model"], r["size"], r["task"], r["budget_flops"], settings_of(r))
         if is_present(key) and (r["pretrain_flops"] or 0) > 0:
             groups.setdefault(key, []).append(r)
     out = {}
@@ -126,7 +127,7 @@ def _curve(df: Rows, row: dict[str, Any],
     """A model's compute curve at one budget with each point's per-run medians and wall-clock, or None with
     fewer than two points. Without per-run scores (a frame read back from a file) each point has its median.
     `points`: curve_points(df), when the caller looks up many curves."""
-    key = (row["model"], row["size"], row["task"], row["budget_flops"])
+    key = (row["model"], row["size"], row["task"], row["budget_flops"], settings_of(row))
     recs = (curve_points(df) if points is None else points).get(key, []) if is_present(key) else []
     if len(recs) < 2:
         return None
@@ -222,11 +223,14 @@ def pair_claims(table: Table, control: str | None, *, level: float = LEVEL) -> l
     full = full_budget(df)
     points = curve_points(df)
     draws: dict[tuple[Any, ...], Any] = {}  # resamples shared by the pairs (stats.bootstrap_speedups)
-    settings: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in full.records:  # groupby(["task", "size"], sort=True)
-        settings.setdefault((r["task"], r["size"]), []).append(r)
+    settings: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in full.records:  # groupby(["task", "size", "settings"], sort=True): a fine-tuning regime is compared alone
+        settings.setdefault((r["task"], r["size"], settings_of(r)), []).append(r)
+    regimes = collections.Counter((task, size) for task, size, _ in settings)
     drafts: list[dict[str, Any]] = []  # each comparison before the family's correction
-    for (task, size), recs in sorted(settings.items(), key=lambda kv: kv[0]):
+    for (task, size, regime), recs in sorted(settings.items(), key=lambda kv: kv[0]):
+        if regimes[(task, size)] > 1:  # the sentences must say which regime they are about
+            size = f"{size}, fine-tuned on {finetune_label(regime)}"
         ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
         trained = sorted((r for r in recs if r["model"] != control and r["budget_flops"] > 0),
                          key=lambda r: (r["budget_flops"], _claim_rank(r["model"])))

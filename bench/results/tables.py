@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import math
 import statistics
 from typing import TYPE_CHECKING, Any, Iterable, Union
@@ -34,9 +35,10 @@ from bench.results.store import Store, canonical_json
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ["model", "size", "task", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
+COLUMNS = ["model", "size", "task", "finetune", "budget_flops", "pretrain_steps", "pretrain_flops", "pretrain_flops_paper",
            "pretrain_flops_executed", "pretrain_wall_s", "tokens_per_s", "finetune_wall_s", "score_median", "score_min",
            "score_max", "pretrain_runs", "pretrain_seeds", "seeds", "not_learned", "also"]
+SETTINGS = "settings"  # a comparison row's fine-tuning settings (canonical JSON): in the frames, not the printed table
 CONVENTIONS = ("paper", "executed")  # pretrain_flops_<convention>: both always shown beside the budget's
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 GLUE_PAPER = "glue_paper_scores"  # df.attrs key: same key -> median of the metric the paper's GLUE score uses
@@ -293,6 +295,7 @@ def comparison_rows(table: Table) -> Rows:
         failed = [r["not_learned"] for r in g if r.get("not_learned")]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
+            "finetune": finetune_label(first.get("settings")), SETTINGS: first.get("settings") or "",
             "budget_flops": number(first["budget_flops"]), "pretrain_steps": int(first["pretrain_steps"]),
             "pretrain_flops": number(first["pretrain_flops"]),
             "pretrain_flops_paper": number(first["pretrain_flops_paper"]),
@@ -315,7 +318,7 @@ def comparison_rows(table: Table) -> Rows:
         if all(is_present((r.get(col),)) for r in g):
             glue_by_key[_key(rows[-1])] = statistics.median(float(r[col]) for r in g)
     rows.sort(key=lambda r: tuple(_sort_key(r[c]) for c in ("task", "size", "model", "pretrain_flops")))  # stable
-    return Rows(rows, COLUMNS, {SEED_SCORES: Shared(scores_by_key), RUN_SCORES: Shared(runs_by_key),
+    return Rows(rows, [*COLUMNS, SETTINGS], {SEED_SCORES: Shared(scores_by_key), RUN_SCORES: Shared(runs_by_key),
                                 GLUE_PAPER: Shared(glue_by_key)})
 
 
@@ -359,9 +362,28 @@ def comparison_table(store: Store, *, run_ids: Iterable[str] | None = None,
     return comparison_from(ft)
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str, str, float, float]:
+def _key(row: dict[str, Any]) -> tuple[str, str, str, float, float, str]:
     return (str(row["model"]), str(row["size"]), str(row["task"]), float(row["budget_flops"] or 0.0),
-            float(row["pretrain_flops"]))
+            float(row["pretrain_flops"]), settings_of(row))
+
+
+def settings_of(row: dict[str, Any]) -> str:
+    """A comparison row's fine-tuning settings ("" for a table without them): rows fine-tuned otherwise (a
+    suite's low-resource regime beside the default's, in one store) are other comparisons, never pooled."""
+    value = row.get(SETTINGS)
+    return value if isinstance(value, str) else ""
+
+
+def finetune_label(settings: str | None) -> str:
+    """The fine-tuning regime in a few words, for the table: "20,000 ex x 1 ep" ("all ex" without a cap)."""
+    try:
+        s = json.loads(settings or "{}")
+    except ValueError:
+        return ""
+    if not s:
+        return ""
+    n = s.get("max_train_examples")
+    return f"{f'{int(n):,}' if n else 'all'} ex x {float(s.get('epochs') or 0):g} ep"
 
 
 def short_error(error: str | None) -> str:
@@ -420,14 +442,18 @@ def full_budget(table: Table) -> Rows:
     """Each model's full-budget point per task, size and budget; older duplicate runs dropped."""
     rows = as_rows(table)
     keys = ("model", "size", "task", "budget_flops")
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (*(r.get(c) for c in keys), settings_of(r))  # another fine-tuning regime is another point
+
     top: dict[tuple[Any, ...], float] = {}  # groupby(keys)["pretrain_flops"].max(): missing keys and NaN skipped
     for r in rows.records:
-        k, f = tuple(r.get(c) for c in keys), r.get("pretrain_flops")
+        k, f = key(r), r.get("pretrain_flops")
         if is_present(k) and is_present((f,)) and (k not in top or f > top[k]):
             top[k] = f
     last: dict[tuple[Any, ...], int] = {}  # drop_duplicates(keys, keep="last") among the top points
     for i, r in enumerate(rows.records):
-        k = tuple(r.get(c) for c in keys)
+        k = key(r)
         if k in top and r.get("pretrain_flops") == top[k]:
             last[k] = i
     kept = set(last.values())
