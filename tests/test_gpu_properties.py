@@ -6,6 +6,7 @@
 - MFU under DDP is per device; the peak-FLOPs table picks the most specific device name;
 - fine-tuning runs in its own precision whatever Accelerator came before it in the process;
 - the row draws' resume state is an integer, the same on any device;
+- a second run of the loop over the same module reuses its compiled graph (benchmarks/pretrain_speed.py's rounds);
 - TOML loads on Python 3.10 (tomli) as on 3.11+ (tomllib).
 """
 
@@ -324,3 +325,27 @@ def test_toml_loads_with_tomllib_or_tomli(monkeypatch, tmp_path):
     finally:
         monkeypatch.undo()
         importlib.reload(T)
+
+
+def test_a_second_loop_over_the_same_module_reuses_its_compiled_graph(tmp_path, monkeypatch):
+    # benchmarks/pretrain_speed.py times several rounds of the harness's loop on one module: only the first
+    # round compiles (dynamo finds the graph in its cache), so no round pays for a recompilation. Dynamo's
+    # cache is what is tested; aot_eager stands in for inductor, whose C++ build would take minutes here.
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    backend = MODELS.get("bert")(SIZE, TOK, seq_len=SEQ)
+    per_step = backend.flops_per_step(BATCH, SEQ, "paper").total
+    plan = plan_pretraining(backend, budget_flops=3 * per_step, convention="paper", batch_size=BATCH, seq_len=SEQ,
+                            warmup_fraction=0.1)
+    graphs = []
+    for i in range(2):
+        r = pretrain(backend, blocks(), plan, OptimSettings(lr=1e-3), pad_id=TOK.pad_id, out_dir=tmp_path / str(i),
+                     save=lambda m, d: None, progress=False, resume=None, log_every=10, compile="true")
+        assert r.compiled and r.steps == 3
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] == graphs[0] > 0, graphs
