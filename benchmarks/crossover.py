@@ -151,8 +151,11 @@ def main() -> None:
                 f"- date: {date.today().isoformat()}",
                 f"- machine: {platform.machine()} CPU, {_cores()} cores, no GPU",
                 f"- commit: {', '.join(shas) or 'unknown'} (code {', '.join(codes)})",
-                "- preset: tiny", f"- budget: {max(p['flops'] for p in points):.3g}",
-                f"- pretraining seeds: {', '.join(str(s) for s in seeds)}"]
+                "- preset: tiny", "- suite: cpu-crossover",
+                f"- budget: {max(r['budget_flops'] for r in table.records):g}",
+                f"- seeds: {min(r['seeds'] for r in table.records)}",
+                f"- pretraining seeds: {', '.join(str(s) for s in seeds)} (one pretraining run per model)"
+                if len(seeds) == 1 else f"- pretraining seeds: {', '.join(str(s) for s in seeds)}"]
         args.out.write_text("### The CPU evidence curve (cpu-crossover)\n\n" + "\n".join(head) + "\n\n" + text + "\n",
                             encoding="utf-8")
 
@@ -182,8 +185,11 @@ def _plot(points: list[dict[str, Any]], control: str, path: Path) -> None:
         ctrl = ps[0]["control"]
         if ctrl is not None:
             ax.axhline(ctrl["score_median"], color="grey", linestyle="--", label=f"{control} (median)")
-            ax.axhspan(ctrl["score_min"], ctrl["score_max"], color="grey", alpha=0.15)
+            ax.axhspan(ctrl["score_min"], ctrl["score_max"], color="grey", alpha=0.15, label=f"{control} (min-max)")
         ax.set_xscale("log")
+        ticks = [p["flops"] for p in ps]
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+        ax.minorticks_off()  # the log axis' minor labels collide
         ax.set_xlabel("pretraining FLOPs (paper convention)")
         ax.set_ylabel("SST-2 dev accuracy (median, min-max)")
         ax.set_title(f"tiny, fine-tuned on {regime}")
