@@ -187,7 +187,6 @@ def main() -> None:
             commit = "unknown"
         command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
         import datetime
-        import platform
 
         fields = [f"- command: `{command}`", f"- date: {datetime.date.today().isoformat()}",
                   f"- machine: {platform.machine()} {'GPU' if torch.cuda.is_available() else 'CPU'}, "
