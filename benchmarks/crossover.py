@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--control", default="scratch")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     ap.add_argument("--plot", type=Path, help="write score against pretraining FLOPs, per regime, as PNG")
-    ap.add_argument("--command", default="bench run --suite cpu-crossover; bench run --suite cpu-crossover-lowres",
+    ap.add_argument("--command", default="bench run --suite cpu-crossover` and `bench run --suite cpu-crossover-lowres",
                     help="the bench run commands that filled the store (for the record)")
     args = ap.parse_args()
     with Store(Path(args.results) / "bench.db") as store:

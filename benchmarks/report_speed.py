@@ -38,6 +38,11 @@ from pathlib import Path
 
 from bench.results.store import DB_NAME, Metric, Store
 
+try:  # run as a script (benchmarks/ on the path), or imported as benchmarks.<name>
+    from record import recorded
+except ImportError:
+    from benchmarks.record import recorded
+
 MODELS = ("electra", "bert", "replace-mlm", "all-tokens-mlm")
 CONTROL = "scratch"
 TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
@@ -171,7 +176,13 @@ def main() -> None:
     ap.add_argument("--results", help="time an existing results folder instead of generating one")
     ap.add_argument("--formats", default="md,json,csv,html", help="comma-separated formats (default md,json,csv,html)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement; the median is shown (default 5)")
+    ap.add_argument("--out", type=Path, help="also write the output as a results file (docs/results/)")
     args = ap.parse_args()
+    with recorded(args.out, "How fast `bench report` is"):
+        _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     base.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     with tempfile.TemporaryDirectory() as tmp:

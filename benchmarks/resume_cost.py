@@ -28,6 +28,11 @@ from bench.train.pretrain import MAX_SAVE_SHARE, OptimSettings, make_optimizer
 from bench.train.resume import LoopState, load_state, save_state
 from models.sizes import get_size
 
+try:  # run as a script (benchmarks/ on the path), or imported as benchmarks.<name>
+    from record import recorded
+except ImportError:
+    from benchmarks.record import recorded
+
 TOKENS = TokenInfo(vocab_size=8192, pad_id=0, mask_id=4, cls_id=2, sep_id=3, unk_id=1)
 
 
@@ -83,14 +88,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="tiny")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: the preset's)")
+    parser.add_argument("--out", type=Path, help="also write the output as a results file (docs/results/)")
     args = parser.parse_args()
-    rows = [measure(m, s, args.steps, args.batch) for s in args.sizes.split(",") for m in args.models.split(",")]
-    print(tabulate(rows, headers="keys", tablefmt="github"))
-    d = PretrainSettings()
-    print(f"\ndefault triggers: every {d.resume_every_steps} steps or {d.resume_every_minutes:g} minutes, "
-          f"whichever comes first, never more often than {1 / MAX_SAVE_SHARE:.0f}x the last save's time; overhead = "
-          f"save time / time between saves. The series is sized for a 1M-step run logged every 10 steps (its "
-          f"worst case).")
+    with recorded(args.out, "What a resume state costs"):
+        rows = [measure(m, s, args.steps, args.batch) for s in args.sizes.split(",") for m in args.models.split(",")]
+        print(tabulate(rows, headers="keys", tablefmt="github"))
+        d = PretrainSettings()
+        print(f"\ndefault triggers: every {d.resume_every_steps} steps or {d.resume_every_minutes:g} minutes, "
+              f"whichever comes first, never more often than {1 / MAX_SAVE_SHARE:.0f}x the last save's time; overhead = "
+              f"save time / time between saves. The series is sized for a 1M-step run logged every 10 steps (its "
+              f"worst case).")
 
 
 if __name__ == "__main__":
