@@ -31,8 +31,10 @@ from models.sizes import SIZES
 
 try:  # run as a script from the repository root, or imported as benchmarks.pretrain_speed
     from hf_baseline import BASELINES
+    from record import recorded
 except ImportError:
     from benchmarks.hf_baseline import BASELINES
+    from benchmarks.record import recorded
 
 
 def random_blocks(vocab: int, rows: int, seq: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -137,7 +139,13 @@ def main() -> None:
     ap.add_argument("--baseline", choices=["hf"], help="also time the stock Hugging Face step (hf_baseline.py)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--compile", default="auto", choices=["auto", "true", "false"])
+    ap.add_argument("--out", type=Path, help="also write the output as a results file (docs/results/)")
     args = ap.parse_args()
+    with recorded(args.out, "Pretraining step speed against stock Hugging Face", preset=args.sizes):
+        _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
     rows = []
