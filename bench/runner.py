@@ -299,7 +299,7 @@ class Runner:
                 with launcher_stop_held():
                     peer = self._lost_peer()
                 if peer:  # the launcher's SIGTERM, sent because a peer failed
-                    self._fail_together(run_id, exc)
+                    self._fail_together(run_id, exc, peer)
             self._record_failure(run_id, str(exc) or "interrupted by SIGINT")
             raise
         except BenchError as exc:  # a user error: recorded, then reported
@@ -325,11 +325,12 @@ class Runner:
         finally:
             self._current = None
 
-    def _fail_together(self, run_id: str, exc: BaseException) -> NoReturn:
-        """Several processes: a failure on one rank stops them all. Record which rank failed and why."""
+    def _fail_together(self, run_id: str, exc: BaseException, peer: str | None = None) -> NoReturn:
+        """Several processes: a failure on one rank stops them all. Record which rank failed (`peer`, when the
+        caller knows it already) and why."""
         with self._failing, launcher_stop_held():  # the watch, if it got there first, ends the process
             self._failure_recorded = True
-            peer = self._lost_peer()
+            peer = peer or self._lost_peer()
             reason = f"failed on {peer}" if peer else f"failed on rank 0: {type(exc).__name__}: {exc}"
             self._record_failure(run_id, reason if peer else "".join(traceback.format_exception(exc)))
         raise BenchError(_group_failure(run_id, reason)) from None

@@ -496,7 +496,7 @@ def test_two_fine_tuning_regimes_in_one_store_are_compared_apart(tmp_path):
     claims = pair_claims(df, "scratch")
     pairs = [c for c in claims if not c.vs_control]
     assert len(pairs) == 2 and len(claims) == 6  # electra vs bert, and each vs scratch, in each regime
-    by_regime = {("1,000 ex" in c.size): c for c in pairs}
+    by_regime = {("1,000 ex" in c.finetune): c for c in pairs}
     assert by_regime[True].ci.gap == pytest.approx(0.10) and by_regime[False].ci.gap == pytest.approx(0.0)
-    assert all("fine-tuned on" in c.sentence for c in claims)
+    assert all("fine-tuned on" in c.sentence and c.size == "tiny" for c in claims)
     store.close()

@@ -57,6 +57,11 @@ class PairClaim:
     withheld: str | None = None  # why no speed-up of this pair is claimed at all
     flops_ratio: dict[str, float | None] = field(default_factory=dict)  # convention -> a's FLOPs / b's
     left_out: str = ""  # the fine-tuning runs left out of this claim because they did not learn, and why
+    finetune: str = ""  # the fine-tuning regime ("1,000 ex x 10 ep") where the task has several in the report
+
+    @property
+    def setting(self) -> str:
+        return setting_text(self.size, self.finetune)
 
     @property
     def verdict(self) -> str:
@@ -72,7 +77,8 @@ class PairClaim:
         bootstrap interval, in FLOPs and wall-clock; speedup_*_withheld says why one is not claimed ('' if it is)."""
         c = self.ci
         rec: dict[str, Any] = {
-            "task": self.task, "size": self.size, "budget_flops": self.budget_flops, "model_a": self.a,
+            "task": self.task, "size": self.size, "finetune": self.finetune, "budget_flops": self.budget_flops,
+            "model_a": self.a,
             "model_b": self.b, "about": self.about, "gap": c.gap, "ci_low": c.low, "ci_high": c.high,
             "p": c.p, "p_holm": c.p_adjusted, "family": c.family, "min_detectable_gap": c.min_detectable(),
             "pretrain_runs_a": c.runs_a, "pretrain_runs_b": c.runs_b, "seeds_a": c.seeds_a, "seeds_b": c.seeds_b,
@@ -94,6 +100,11 @@ class PairClaim:
 
 def _claim_rank(model: str) -> tuple[int, str]:
     return (CLAIM_ORDER.index(model) if model in CLAIM_ORDER else len(CLAIM_ORDER), model)
+
+
+def setting_text(size: str, finetune: str) -> str:
+    """The size, and the fine-tuning regime where a task has several: what a sentence says a claim is about."""
+    return f"{size}, fine-tuned on {finetune}" if finetune else size
 
 
 CurveKey = tuple[str, str, str, float, str]  # model, size, task, budget_flops, fine-tuning settings
@@ -229,19 +240,19 @@ def pair_claims(table: Table, control: str | None, *, level: float = LEVEL) -> l
     regimes = collections.Counter((task, size) for task, size, _ in settings)
     drafts: list[dict[str, Any]] = []  # each comparison before the family's correction
     for (task, size, regime), recs in sorted(settings.items(), key=lambda kv: kv[0]):
-        if regimes[(task, size)] > 1:  # the sentences must say which regime they are about
-            size = f"{size}, fine-tuned on {finetune_label(regime)}"
+        label = finetune_label(regime) if regimes[(task, size)] > 1 else ""  # the sentences must say which regime
         ctrl = next((r for r in reversed(recs) if control and r["model"] == control), None)
         trained = sorted((r for r in recs if r["model"] != control and r["budget_flops"] > 0),
                          key=lambda r: (r["budget_flops"], _claim_rank(r["model"])))
         versus = []
         for r in trained if ctrl is not None else []:
-            versus.append(dict(task=task, size=size, budget=float(r["budget_flops"]), ra=r, rb=ctrl, vs_control=True))
+            versus.append(dict(task=task, size=size, label=label, budget=float(r["budget_flops"]), ra=r, rb=ctrl,
+                               vs_control=True))
         pairs = []
         for i, ra in enumerate(trained):  # the objectives against each other first: that is the claim
             for rb in trained[i + 1:]:
                 if math.isclose(ra["budget_flops"], rb["budget_flops"], rel_tol=1e-6):
-                    pairs.append(dict(task=task, size=size, budget=float(ra["budget_flops"]), ra=ra, rb=rb,
+                    pairs.append(dict(task=task, size=size, label=label, budget=float(ra["budget_flops"]), ra=ra, rb=rb,
                                       vs_control=False, control=ctrl))
         drafts += pairs + versus
     comparisons = []
@@ -256,32 +267,34 @@ def pair_claims(table: Table, control: str | None, *, level: float = LEVEL) -> l
     comparisons = adjust_family(comparisons)
 
     claims: list[PairClaim] = []
-    beats = {(d["ra"]["model"], d["budget"], d["task"], d["size"]) for d, c in zip(drafts, comparisons)
+    beats = {(d["ra"]["model"], d["budget"], d["task"], d["size"], d["label"]) for d, c in zip(drafts, comparisons)
              if d["vs_control"] and c.verdict == "better"}
     for d, c in zip(drafts, comparisons):
-        ra, rb, task, size, budget = d["ra"], d["rb"], d["task"], d["size"], d["budget"]
+        ra, rb, task, size, label, budget = d["ra"], d["rb"], d["task"], d["size"], d["label"], d["budget"]
+        setting = setting_text(size, label)
         a, b = ra["model"], rb["model"]
         if d["vs_control"]:
-            sentence = claim_sentence(a, f"the {b} control", c, where=f"{task} ({size})",
+            sentence = claim_sentence(a, f"the {b} control", c, where=f"{task} ({setting})",
                                       at=f"at {budget:.3g} pretraining FLOPs",
                                       claim=f"the claim that pretraining with {a} helps", left_out=d["left_out"],
                                       empty=d["empty"])
-            claims.append(PairClaim(task, size, budget, a, b, c, None, None, True, sentence, left_out=d["left_out"]))
+            claims.append(PairClaim(task, size, budget, a, b, c, None, None, True, sentence, left_out=d["left_out"],
+                                    finetune=label))
             continue
         ab, ba = _speedups(df, ra, rb, level, points, draws)
         withheld = _speedup_runs_withheld(ab, a, b)
         ctrl = d["control"]
         if withheld is None and ctrl is not None and ab is not None and \
-                not {(a, budget, task, size), (b, budget, task, size)} & beats:
+                not {(a, budget, task, size, label), (b, budget, task, size, label)} & beats:
             withheld = (f"neither {a} nor {b} beats the {ctrl['model']} control at the full budget, so their "
                         f"compute curves show seed noise, not a difference in compute")
         if c.verdict == "unknown" and ab is not None:
             withheld = withheld or "the scores cannot be compared (see above)"
-        sentence = claim_sentence(a, b, c, where=f"{task} ({size}, {budget:.3g} FLOPs)", a_to_b=ab, b_to_a=ba,
+        sentence = claim_sentence(a, b, c, where=f"{task} ({setting}, {budget:.3g} FLOPs)", a_to_b=ab, b_to_a=ba,
                                   withheld=withheld, note=mismatch_note(a, b, ra, rb), left_out=d["left_out"],
                                   empty=d["empty"])
         claims.append(PairClaim(task, size, budget, a, b, c, ab, ba, False, sentence, withheld, flops_ratios(ra, rb),
-                                d["left_out"]))
+                                d["left_out"], finetune=label))
     return claims
 
 
@@ -393,7 +406,7 @@ def control_sentence(claims: list[PairClaim], df: Table, control: str | None) ->
     by_setting: dict[tuple[str, str], list[PairClaim]] = {}
     for c in claims:
         if c.vs_control:
-            by_setting.setdefault((c.task, c.size), []).append(c)
+            by_setting.setdefault((c.task, c.setting), []).append(c)
     for (task, size), cs in by_setting.items():
         if all(c.verdict == "same" for c in cs):  # judged, and none better: not merely unjudgeable
             budget = max(c.budget_flops for c in cs)

@@ -159,7 +159,7 @@ def encoder_config(source: str | Path, *, dropout: float | None = None) -> tuple
 
 
 def hidden_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-           **kwargs: torch.Tensor) -> torch.Tensor:
+                  **kwargs: torch.Tensor) -> torch.Tensor:
     """The encoder's last hidden states, given the 4-D mask its attention wants: with the 2-D one
     transformers asks every forward whether the mask is all ones, a device sync per step."""
     from bench.objectives.encoders import encoder_mask
