@@ -39,6 +39,9 @@ def preflight(plan: Plan, *, progress: bool = True) -> Prepared:
     exp = plan.experiment
     cache = exp.results_dir / "cache"
     from bench.train.finetune import encoder_config
+    from bench.train.hardware import peak_override
+
+    peak_override()  # a malformed BENCH_PEAK_FLOPS fails now, not when the first pretraining run ends
     from bench.fingerprint import checkpoint_fingerprint
 
     task_ids = {}

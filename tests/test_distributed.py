@@ -146,9 +146,10 @@ def _metric(con: sqlite3.Connection, model: str, name: str, step: int | None = N
 
 
 def test_two_processes_take_the_same_steps_on_the_same_tokens(project):
-    one = launch(project, 1, "one")
+    peak = {"BENCH_PEAK_FLOPS": "1e9"}  # one device's peak: MFU is reported on this CPU too
+    one = launch(project, 1, "one", env=peak)
     assert one.returncode == 0, one.stdout + one.stderr
-    two = launch(project, 2, "two")
+    two = launch(project, 2, "two", env=peak)
     assert two.returncode == 0, two.stdout + two.stderr
     out = two.stdout + two.stderr
     assert out.count("| bert") == 1 and "done in" in out  # one table, printed by rank 0 alone
@@ -162,6 +163,10 @@ def test_two_processes_take_the_same_steps_on_the_same_tokens(project):
         assert abs(loss_a - loss_b) <= 1e-5 * abs(loss_a), (model, loss_a, loss_b)
         final_a, final_b = _metric(a, model, "final_loss"), _metric(b, model, "final_loss")
         assert abs(final_a - final_b) <= 1e-3 * abs(final_a), (model, final_a, final_b)  # float sums reorder
+        # MFU per device: the global batch's FLOP/s over both processes' peak, not one's (which overstates it 2x)
+        for con, processes in ((a, 1), (b, 2)):
+            achieved = _metric(con, model, "achieved_flops_per_s")
+            assert _metric(con, model, "mfu") == pytest.approx(achieved / (processes * 1e9)), (model, processes)
     # one store row per run, each claimed once; fine-tuning scores the same, on 41 dev examples each
     rows = b.execute("SELECT kind, attempts, status FROM runs").fetchall()
     assert len(rows) == 4 and all(r["attempts"] == 1 and r["status"] == "done" for r in rows)

@@ -196,6 +196,20 @@ def test_mfu_is_per_device_under_ddp(monkeypatch):
     assert one == pytest.approx(400e12 / 989e12) and two == pytest.approx(one / 2)
 
 
+def test_a_peak_given_in_the_environment_is_used_and_checked(monkeypatch):
+    from bench.errors import ConfigError
+    from bench.train.hardware import peak_override
+
+    monkeypatch.delenv("BENCH_PEAK_FLOPS", raising=False)
+    assert peak_override() is None
+    monkeypatch.setenv("BENCH_PEAK_FLOPS", "2.5e14")
+    assert peak_override() == 2.5e14
+    for bad in ("fast", "-1", "0", "nan"):
+        monkeypatch.setenv("BENCH_PEAK_FLOPS", bad)
+        with pytest.raises(ConfigError, match="BENCH_PEAK_FLOPS"):
+            peak_override()
+
+
 def test_peak_flops_takes_the_most_specific_name():
     from bench.train.hardware import peak_flops
 

@@ -3,13 +3,17 @@ and peak FLOP/s for MFU.
 
 Peak dense FLOP/s of common accelerators, for model-FLOPs utilisation (MFU): datasheet figures
 without sparsity. MFU = achieved model FLOP/s (the `executed` count) / (processes x one device's
-peak) for the precision the run used; a device missing here gets no MFU, never a guess.
+peak) for the precision the run used; a device missing here gets no MFU, never a guess, unless
+the user gives its peak in BENCH_PEAK_FLOPS.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.errors import ConfigError
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -52,6 +56,24 @@ def peak_flops(device_name: str, precision: str) -> float | None:
     if not found:
         return None
     return max(found, key=lambda kv: len(kv[0]))[1].get(precision)
+
+
+PEAK_ENV = "BENCH_PEAK_FLOPS"  # one device's peak FLOP/s at the run's precision, e.g. 1.5e14
+
+
+def peak_override() -> float | None:
+    """One device's peak FLOP/s from BENCH_PEAK_FLOPS (for a device the table lacks, or a CPU), or None."""
+    raw = os.environ.get(PEAK_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{PEAK_ENV} = {raw!r} is not a positive number of FLOP/s; set it to one device's "
+                          f"peak at the run's precision (e.g. {PEAK_ENV}=9.89e14 for an H100 in bf16), or unset it")
+    return value
 
 
 def mfu(achieved_flops_per_s: float, peak_per_device: float | None, world_size: int) -> float | None:

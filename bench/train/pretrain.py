@@ -610,11 +610,14 @@ def mixed_precision(precision: str) -> str:
 
 
 def _mfu(achieved_flops_per_s: float, mixed: str, world_size: int = 1) -> float | None:
-    """MFU per device: the global batch's FLOP/s (`achieved_flops_per_s`) over world_size x one GPU's peak."""
-    if not torch.cuda.is_available():
-        return None
-    from bench.train.hardware import mfu, peak_flops
+    """MFU per device: the global batch's FLOP/s (`achieved_flops_per_s`) over world_size x one device's peak
+    (BENCH_PEAK_FLOPS where set: a device the peak table lacks, a CPU)."""
+    from bench.train.hardware import mfu, peak_flops, peak_override
 
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    peak = peak_flops(torch.cuda.get_device_name(0), "bf16" if mixed == "bf16" else ("tf32" if tf32 else "fp32"))
+    peak = peak_override()
+    if peak is None:
+        if not torch.cuda.is_available():
+            return None
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        peak = peak_flops(torch.cuda.get_device_name(0), "bf16" if mixed == "bf16" else ("tf32" if tf32 else "fp32"))
     return mfu(achieved_flops_per_s, peak, world_size)
