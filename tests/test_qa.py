@@ -17,7 +17,7 @@ from bench.errors import DataError
 from bench.metrics.squad import normalize_answer, question_scores, squad_scores
 from bench.registry import TASKS
 from bench.train.finetune import FinetuneConfig, finetune
-from bench.train.qa import answer_token_span, best_answers, make_windows
+from bench.train.qa import answer_token_span, best_answers, best_joint_answers, make_windows
 from tasks.squad import SQUAD, SQUAD_DEVSPLIT, SquadTask, read_squad
 
 WORDS = "the a movie film plot actor scene story good bad long short very quite really music ending start".split()
@@ -125,6 +125,81 @@ def test_predictions_aggregate_over_windows(encoder_dir):
     texts, _ = best_answers(windows, starts, ends, [context], max_answer_length=1)  # too long a span: not it
     assert texts != ["music ending"]
     assert answer_token_span([(0, 5), (6, 11)], 6, 11) == (1, 1) and answer_token_span([(0, 5)], 7, 9) is None
+
+
+def test_joint_predictions_aggregate_over_windows_and_drop_invalid_spans(encoder_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    context = " ".join(["movie"] * 60 + ["music", "ending"] + ["film"] * 30)
+    windows, _ = make_windows(tokenizer, ["what is good ?"], [context], None, max_length=40, doc_stride=16)
+    beam = 3
+    s_lp, s_ix, e_lp, e_ix = [], [], [], []
+    best_window = None
+    for n, w in enumerate(windows):
+        words = [context[a:b] for a, b in w.offsets]
+        if "music" in words and "ending" in words and w.max_context[words.index("music")]:
+            best_window = n
+        # beam starts: [CLS] (never an answer), a question token (outside the context), then the first context token
+        starts = np.array([0, 1, w.context_start])
+        ends = np.tile(np.array([w.context_start + 1, w.context_start, 0]), (beam, 1))  # second: end before start
+        s_lp.append(np.array([-0.1, -0.2, -3.0]))
+        s_ix.append(starts)
+        e_lp.append(np.full((beam, beam), -3.0))
+        e_ix.append(ends)
+    # one window also offers "music ending" from its beams, scored by the sum of the two log-probabilities
+    w = windows[best_window]
+    music = w.context_start + [context[a:b] for a, b in w.offsets].index("music")
+    s_ix[best_window] = np.array([music, 0, w.context_start])
+    s_lp[best_window] = np.array([-2.0, -0.1, -3.0])
+    e_ix[best_window] = np.array([[music + 1, music, music - 1]] * beam)
+    e_lp[best_window] = np.array([[-0.5, -0.4, -0.1]] * beam)  # a one-word span scores higher (-2.4 < -2.5 no)
+    texts, na = best_joint_answers(windows, s_lp, s_ix, e_lp, e_ix, [context])
+    # candidates: "music" (-2.0 - 0.4), "music ending" (-2.5), "movie movie"/"film film" (-6.0); end < start dropped
+    assert texts == ["music"] and na is None
+    e_lp[best_window] = np.array([[-0.1, -0.4, -0.1]] * beam)
+    assert best_joint_answers(windows, s_lp, s_ix, e_lp, e_ix, [context])[0] == ["music ending"]
+    # a span longer than max_answer_length is dropped; a start outside its max-context window too
+    assert best_joint_answers(windows, s_lp, s_ix, e_lp, e_ix, [context], max_answer_length=1)[0] == ["music"]
+    assert best_joint_answers(windows, s_lp, s_ix, e_lp, e_ix, [context], answerable_logits=[1.0] * len(windows),
+                              )[1] == [1.0]
+
+
+def test_the_joint_head_predicts_the_end_given_the_start(encoder_dir):
+    from bench.train.finetune import SpanHead, load_encoder
+    from bench.train.qa import BEAM_SIZE, JOINT_PREDICTION
+
+    assert JOINT_PREDICTION and BEAM_SIZE == 20  # the ELECTRA code's defaults (configure_finetuning.py)
+    encoder, _ = load_encoder(encoder_dir)
+    torch.manual_seed(0)
+    head = SpanHead(encoder, no_answer=True, beam_size=4).eval()
+    ids = torch.randint(5, 20, (3, 12))
+    mask = torch.ones_like(ids)
+    context = torch.zeros_like(ids)
+    context[:, 0], context[:, 5:11] = 1, 1
+    with torch.no_grad():
+        beams = head(input_ids=ids, attention_mask=mask, context_mask=context)
+        assert beams["start_top_index"].shape == (3, 4) and beams["end_top_index"].shape == (3, 4, 4)
+        for k in range(4):  # each beam start's ends are the top of the end distribution given that start
+            given = head(input_ids=ids, attention_mask=mask, context_mask=context,
+                         start_positions=beams["start_top_index"][:, k])
+            top, index = given["end_logits"].log_softmax(-1).topk(4, dim=-1)
+            torch.testing.assert_close(beams["end_top_log_probs"][:, k], top)
+            assert torch.equal(beams["end_top_index"][:, k], index)
+        # the end distribution depends on the start: not the independent head's one distribution per window
+        a = head(input_ids=ids, attention_mask=mask, context_mask=context, start_positions=torch.tensor([5, 5, 5]))
+        b = head(input_ids=ids, attention_mask=mask, context_mask=context, start_positions=torch.tensor([7, 7, 7]))
+        assert not torch.allclose(a["end_logits"], b["end_logits"])
+        torch.testing.assert_close(a["start_logits"], b["start_logits"])
+        # starts outside the context and [CLS] have no probability
+        assert bool((context.gather(1, beams["start_top_index"]) == 1).all())
+        # a beam wider than the window still has a fixed width: padding positions come last
+        wide = SpanHead(encoder, no_answer=False, beam_size=20).eval()
+        out = wide(input_ids=ids, attention_mask=mask, context_mask=context)
+        assert out["start_top_index"].shape == (3, 20) and out["end_top_index"].shape == (3, 20, 20)
+        # the 7 valid positions ([CLS] + 6 context tokens) come first; the rest have no probability at all
+        assert bool((context.gather(1, out["start_top_index"][:, :7]) == 1).all())
+        assert bool((out["start_top_log_probs"][:, 7:] < -1000).all())
 
 
 # ---------------------------------------------------------------- learning

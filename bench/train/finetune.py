@@ -681,38 +681,84 @@ class TokenClassifier(nn.Module):
 
 
 class SpanHead(nn.Module):
-    """encoder -> start and end logits per token, masked to the context and [CLS] (the ELECTRA code's
-    QA head without joint prediction); with `no_answer` also its answerable classifier: [CLS] and the
-    start-probability-weighted hidden state -> dense 512 + GELU -> 1 logit (high = no answer)."""
+    """encoder -> start and end logits per token, masked to the context and [CLS]: the ELECTRA code's QA head
+    (finetune/qa/qa_tasks.py). With `joint` (its default, joint_prediction) the end is predicted given the
+    start: [start token's hidden state; each token's] -> dense 512 + GELU -> 1 logit, trained on the gold
+    start and decoded by a beam over the `beam_size` most likely starts; without, one linear layer gives
+    both. With `no_answer` also its answerable classifier: [CLS] and the start-probability-weighted hidden
+    state -> dense 512 + GELU -> 1 logit (high = no answer)."""
 
-    def __init__(self, encoder: PreTrainedModel, no_answer: bool) -> None:
+    def __init__(self, encoder: PreTrainedModel, no_answer: bool, *, joint: bool = True, beam_size: int = 20) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.joint, self.beam_size = encoder, joint, beam_size
         hidden = encoder.config.hidden_size
-        self.span = nn.Linear(hidden, 2)
-        _init_linear(self.span, encoder)
+        self.start = nn.Linear(hidden, 1)
+        layers = [self.start]
+        if joint:
+            # the dense layer on [start; token] as two halves: W [s; t] + b = W_s s + (W_t t + b), so the
+            # token half is computed once per window, not once per beam entry
+            self.end_from_start = nn.Linear(hidden, 512, bias=False)
+            self.end_from_token = nn.Linear(hidden, 512)
+            self.end = nn.Linear(512, 1)
+            layers += [self.end_from_start, self.end_from_token, self.end]
+        else:
+            self.end = nn.Linear(hidden, 1)
+            layers.append(self.end)
         self.answerable = None
         if no_answer:
             self.answerable = nn.Sequential(nn.Linear(2 * hidden, 512), nn.GELU(), nn.Linear(512, 1))
-            for layer in (self.answerable[0], self.answerable[2]):
-                _init_linear(layer, encoder)
+            layers += [self.answerable[0], self.answerable[2]]
+        for layer in layers:
+            _init_linear(layer, encoder)
+
+    def _end_logits(self, start_hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Joint end logits (B, L) given one start per row (`start_hidden`, B x H; `tokens` = W_t t + b)."""
+        return self.end(F.gelu(tokens + self.end_from_start(start_hidden).unsqueeze(1))).squeeze(-1).float()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_mask: torch.Tensor,
-                **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
+                start_positions: torch.Tensor | None = None, **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training (`start_positions` given, needed by the joint head): start_logits and end_logits.
+        Evaluation of the joint head: start_top_log_probs/start_top_index (B, beam) and
+        end_top_log_probs/end_top_index (B, beam, beam), the end's top entries given each beam start."""
         hidden = hidden_states(self.encoder, input_ids, attention_mask, **kwargs)
-        logits = self.span(hidden).float() + NEG * (1 - context_mask.float()).unsqueeze(-1)
-        start, end = logits.unbind(-1)
-        out = {"start_logits": start, "end_logits": end}
+        outside = NEG * (1 - context_mask.float())
+        start = self.start(hidden).squeeze(-1).float() + outside
+        out = {"start_logits": start}
+        if not self.joint:
+            out["end_logits"] = self.end(hidden).squeeze(-1).float() + outside
+        elif start_positions is not None:
+            chosen = hidden[torch.arange(len(hidden), device=hidden.device), start_positions]
+            out["end_logits"] = self._end_logits(chosen, self.end_from_token(hidden)) + outside
+        else:
+            out.update(self._beam(hidden, start, outside))
         if self.answerable is not None:
             weighted = (start.softmax(-1).unsqueeze(-1).to(hidden.dtype) * hidden).sum(1)
             out["answerable_logit"] = self.answerable(torch.cat([hidden[:, 0], weighted], -1)).squeeze(-1).float()
         return out
 
+    def _beam(self, hidden: torch.Tensor, start: torch.Tensor, outside: torch.Tensor) -> dict[str, torch.Tensor]:
+        # a fixed width (beam_size) whatever the batch's length, so batches gather across processes unpadded;
+        # positions past the length get a logit far below any real one and are never a valid span
+        width = max(self.beam_size, hidden.shape[1])
+        pad = width - hidden.shape[1]
+        start_lp = F.pad(start.log_softmax(-1), (0, pad), value=2 * NEG)
+        start_top, start_index = start_lp.topk(self.beam_size, dim=-1)
+        tokens = self.end_from_token(hidden)
+        rows = torch.arange(len(hidden), device=hidden.device)
+        ends = []
+        for k in range(self.beam_size):  # one beam entry at a time: B x L x 512 in memory, not B x beam x L x 512
+            chosen = hidden[rows, start_index[:, k].clamp(max=hidden.shape[1] - 1)]
+            ends.append(F.pad((self._end_logits(chosen, tokens) + outside).log_softmax(-1), (0, pad), value=2 * NEG))
+        end_top, end_index = torch.stack(ends, 1).topk(self.beam_size, dim=-1)
+        return {"start_top_log_probs": start_top, "start_top_index": start_index,
+                "end_top_log_probs": end_top, "end_top_index": end_index}
+
 
 def _init_linear(layer: nn.Linear, encoder: PreTrainedModel) -> None:
     std = getattr(encoder.config, "initializer_range", 0.02)
     nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 @dataclass(frozen=True)
@@ -878,7 +924,9 @@ class SpanOps:
         return [w.as_feature(i) for i, w in enumerate(windows)]
 
     def model(self, encoder: PreTrainedModel) -> nn.Module:
-        return SpanHead(encoder, self.spec.no_answer)
+        from bench.train.qa import BEAM_SIZE, JOINT_PREDICTION
+
+        return SpanHead(encoder, self.spec.no_answer, joint=JOINT_PREDICTION, beam_size=BEAM_SIZE)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from bench.train.qa import ANSWERABLE_WEIGHT
@@ -886,7 +934,7 @@ class SpanOps:
         start, end = batch.pop("start_positions"), batch.pop("end_positions")
         impossible = batch.pop("is_impossible")
         batch.pop("index")
-        out = model(**batch)
+        out = model(**batch, start_positions=start)  # the joint head predicts the end given the gold start
         loss = (F.cross_entropy(out["start_logits"], start) + F.cross_entropy(out["end_logits"], end)) / 2
         if "answerable_logit" in out:
             loss = loss + ANSWERABLE_WEIGHT * F.binary_cross_entropy_with_logits(out["answerable_logit"],
@@ -896,30 +944,39 @@ class SpanOps:
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: Any, split: str, ds: Any, train_ds: Any, accelerator: Accelerator,
                  *, check: bool) -> tuple[dict[str, float], dict[str, float]]:
-        from bench.train.qa import best_answers
-
         windows = self.windows[split]
-        starts: list[Any] = [None] * len(windows)
-        ends: list[Any] = [None] * len(windows)
-        answerable: list[float] | None = [0.0] * len(windows) if self.spec.no_answer else None
+        rows: list[dict[str, np.ndarray]] = [{} for _ in windows]  # per window: the head's outputs
         model.eval()
         for batch in loader:
             for key in ("start_positions", "end_positions", "is_impossible"):
                 batch.pop(key)
             index = batch.pop("index")
             out = model(**batch)
-            s = accelerator.pad_across_processes(out["start_logits"], dim=1, pad_index=NEG)
-            e = accelerator.pad_across_processes(out["end_logits"], dim=1, pad_index=NEG)
-            a = out.get("answerable_logit", torch.zeros_like(index, dtype=torch.float32))
-            s, e, a, index = accelerator.gather_for_metrics((s, e, a, index))
-            for row_s, row_e, row_a, k in zip(s.cpu().numpy(), e.cpu().numpy(), a.cpu().numpy(), index.cpu().numpy()):
-                starts[k], ends[k] = row_s, row_e
-                if answerable is not None:
-                    answerable[k] = float(row_a)
+            out.setdefault("answerable_logit", torch.zeros_like(index, dtype=torch.float32))
+            if "start_top_index" in out:  # a joint prediction is decoded from its beams alone
+                out.pop("start_logits")
+            for key in ("start_logits", "end_logits"):  # per-position logits: pad to the longest batch of all
+                if key in out:
+                    out[key] = accelerator.pad_across_processes(out[key], dim=1, pad_index=NEG)
+            names = sorted(out)
+            gathered = accelerator.gather_for_metrics((*(out[n] for n in names), index))
+            for row, k in enumerate(gathered[-1].cpu().numpy()):
+                rows[k] = {n: t[row].cpu().numpy() for n, t in zip(names, gathered)}
         model.train()
         contexts = ds["context"][:]
         positions: list[int] = []
-        texts, na = best_answers(windows, starts, ends, contexts, answerable_logits=answerable, positions=positions)
+        answerable = [float(r["answerable_logit"]) for r in rows] if self.spec.no_answer else None
+        if "start_top_index" in rows[0]:
+            from bench.train.qa import best_joint_answers
+
+            texts, na = best_joint_answers(windows, *([r[n] for r in rows] for n in (
+                "start_top_log_probs", "start_top_index", "end_top_log_probs", "end_top_index")), contexts,
+                answerable_logits=answerable, positions=positions)
+        else:
+            from bench.train.qa import best_answers
+
+            texts, na = best_answers(windows, [r["start_logits"] for r in rows], [r["end_logits"] for r in rows],
+                                     contexts, answerable_logits=answerable, positions=positions)
         references = [a["text"] for a in ds["answers"][:]]
         metrics = self.task.compute_metrics(texts, references, na) if self.spec.no_answer else \
             self.task.compute_metrics(texts, references)

@@ -5,9 +5,12 @@ from `configure_finetuning.py`): the question is cut to MAX_QUERY_LENGTH tokens;
 `[CLS] question [SEP] context-part [SEP]`, the context parts `max_length - len(question) - 3` tokens long,
 each starting DOC_STRIDE tokens after the previous; a training window whose context part lacks the
 answer (and, in SQuAD 2.0, a question without one) points start and end at `[CLS]` (position 0).
-Predictions keep, per window, the N_BEST_SIZE best start and end positions, drop spans outside the
-context, longer than MAX_ANSWER_LENGTH tokens, or starting at a token that has more context in
-another window (`_check_is_max_context`), and take the highest start + end logit over all windows.
+Predictions keep, per window, the N_BEST_SIZE best start and end positions (`best_answers`), or with
+joint prediction (the ELECTRA code's default) the BEAM_SIZE most likely starts and, for each, the
+BEAM_SIZE most likely ends given that start, scored by their log-probabilities (`best_joint_answers`);
+both drop spans outside the context, longer than MAX_ANSWER_LENGTH tokens, or starting at a token that
+has more context in another window (`_check_is_max_context`), and take the highest start + end score
+over all windows.
 Characters come from the fast tokenizer's offset mapping (the ELECTRA code re-aligns WordPiece text
 to whitespace tokens instead; offsets give the same characters without that heuristic).
 """
@@ -24,6 +27,8 @@ DOC_STRIDE = 128  # doc_stride
 N_BEST_SIZE = 20  # n_best_size
 MAX_ANSWER_LENGTH = 30  # max_answer_length
 ANSWERABLE_WEIGHT = 0.5  # answerable_weight (SQuAD 2.0's answerable classifier loss)
+JOINT_PREDICTION = True  # joint_prediction: the end is predicted given the start (bench.train.finetune.SpanHead)
+BEAM_SIZE = 20  # beam_size: starts kept, and ends kept per start, when decoding a joint prediction
 
 
 @dataclass
@@ -122,35 +127,62 @@ def make_windows(tokenizer: Any, questions: Sequence[str], contexts: Sequence[st
     return windows, skipped
 
 
+Candidate = tuple[int, int, float]  # (start, end) positions in a window's input ids, and their score
+
+
 def best_answers(windows: Sequence[Window], start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray],
                  contexts: Sequence[str], *, answerable_logits: Sequence[float] | None = None,
                  n_best: int = N_BEST_SIZE, max_answer_length: int = MAX_ANSWER_LENGTH,
                  positions: list[int] | None = None) -> tuple[list[str], list[float] | None]:
-    """(answer text per question, no-answer score per question or None). Window i's logits are
-    start_logits[i] / end_logits[i] (over its input positions); the no-answer score of a question is the
-    minimum of its windows' answerable logits, as the ELECTRA code's score_null. `positions`, when given,
-    receives each answer's first character in its context (-1: none)."""
-    best: dict[int, tuple[float, str, int]] = {}
-    null: dict[int, float] = {}
-    for w, s_log, e_log, a in zip(windows, start_logits, end_logits,
-                                  answerable_logits if answerable_logits is not None else [None] * len(windows)):
-        if a is not None:
-            null[w.example] = min(null.get(w.example, float("inf")), float(a))
-        n = len(w.offsets)
-        lo, hi = w.context_start, w.context_start + n
+    """(answer text per question, no-answer score per question or None) from independent start and end
+    logits: window i's are start_logits[i] / end_logits[i] (over its input positions), and each pair of its
+    `n_best` best context starts and ends is a candidate scored start + end logit. The no-answer score of
+    a question is the minimum of its windows' answerable logits, as the ELECTRA code's score_null.
+    `positions`, when given, receives each answer's first character in its context (-1: none)."""
+    def candidates(w: Window, s_log: np.ndarray, e_log: np.ndarray) -> list[Candidate]:
+        lo, hi = w.context_start, w.context_start + len(w.offsets)
         s_ctx, e_ctx = np.asarray(s_log[lo:hi], dtype=np.float64), np.asarray(e_log[lo:hi], dtype=np.float64)
         starts = np.argsort(-s_ctx, kind="stable")[:n_best]
         ends = np.argsort(-e_ctx, kind="stable")[:n_best]
-        for i in starts:
-            if not w.max_context[i]:
+        return [(lo + int(i), lo + int(j), float(s_ctx[i] + e_ctx[j])) for i in starts for j in ends]
+
+    per_window = [candidates(w, s, e) for w, s, e in zip(windows, start_logits, end_logits)]
+    return _aggregate(windows, per_window, contexts, answerable_logits, max_answer_length, positions)
+
+
+def best_joint_answers(windows: Sequence[Window], start_top_log_probs: Sequence[np.ndarray],
+                       start_top_index: Sequence[np.ndarray], end_top_log_probs: Sequence[np.ndarray],
+                       end_top_index: Sequence[np.ndarray], contexts: Sequence[str], *,
+                       answerable_logits: Sequence[float] | None = None, max_answer_length: int = MAX_ANSWER_LENGTH,
+                       positions: list[int] | None = None) -> tuple[list[str], list[float] | None]:
+    """`best_answers` for a joint prediction (the ELECTRA code's write_predictions with joint_prediction):
+    window i's candidates are its beam starts start_top_index[i][a] (log-probability start_top_log_probs[i][a])
+    with the ends end_top_index[i][a][b] predicted given that start (end_top_log_probs[i][a][b]), scored
+    by the sum of the two log-probabilities."""
+    per_window = [[(int(si), int(ei), float(slp) + float(elp))
+                   for si, slp, e_idx, e_lp in zip(s_index, s_lp, ends_index, ends_lp)
+                   for ei, elp in zip(e_idx, e_lp)]
+                  for s_lp, s_index, ends_lp, ends_index in zip(start_top_log_probs, start_top_index,
+                                                                end_top_log_probs, end_top_index)]
+    return _aggregate(windows, per_window, contexts, answerable_logits, max_answer_length, positions)
+
+
+def _aggregate(windows: Sequence[Window], per_window: Sequence[Sequence[Candidate]], contexts: Sequence[str],
+               answerable_logits: Sequence[float] | None, max_answer_length: int,
+               positions: list[int] | None) -> tuple[list[str], list[float] | None]:
+    """The best valid candidate of each question over all its windows, and its no-answer score."""
+    best: dict[int, tuple[float, str, int]] = {}
+    null: dict[int, float] = {}
+    for k, (w, cands) in enumerate(zip(windows, per_window)):
+        if answerable_logits is not None:
+            null[w.example] = min(null.get(w.example, float("inf")), float(answerable_logits[k]))
+        lo, n = w.context_start, len(w.offsets)
+        for start, end, score in cands:
+            i, j = start - lo, end - lo  # context token indices
+            if not (0 <= i < n and 0 <= j < n) or not w.max_context[i] or j < i or j - i + 1 > max_answer_length:
                 continue
-            for j in ends:
-                if j < i or j - i + 1 > max_answer_length:
-                    continue
-                score = float(s_ctx[i] + e_ctx[j])
-                if w.example not in best or score > best[w.example][0]:
-                    text = contexts[w.example][w.offsets[i][0]:w.offsets[j][1]]
-                    best[w.example] = (score, text, w.offsets[i][0])
+            if w.example not in best or score > best[w.example][0]:
+                best[w.example] = (score, contexts[w.example][w.offsets[i][0]:w.offsets[j][1]], w.offsets[i][0])
     texts = [best.get(k, (0.0, "", -1))[1] for k in range(len(contexts))]
     if positions is not None:
         positions[:] = [best.get(k, (0.0, "", -1))[2] for k in range(len(contexts))]
