@@ -1,13 +1,16 @@
 """Pretraining runs of a results store, as a speed table: steps, wall-clock, steps/s, tokens/s, MFU.
 
-    python benchmarks/run_summary.py --results gpu_check/results
+    python benchmarks/run_summary.py --results gpu_check/results [--phases]
 
-What `benchmarks/gpu_check.sh` prints after its `bench run`; the scores are in `bench report`.
+What `benchmarks/gpu_check.sh` prints after its `bench run`; the scores are in `bench report`. With
+`--phases`, also where a run's wall-clock went, from the store's own timings: each pretraining run,
+and the fine-tuning runs' training, evaluation and the rest (loading the checkpoint and the data).
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 
 from tabulate import tabulate
@@ -22,9 +25,37 @@ def _device(env: dict) -> str:
     return f"{processes} x {device}" if processes > 1 else device
 
 
+def _seconds(run: dict) -> float:
+    """A run's wall-clock from its claim to its end in the store (0 where either is missing)."""
+    if not run.get("started_at") or not run.get("finished_at"):
+        return 0.0
+    return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+
+
+def phases(store: Store) -> str:
+    """Where the wall-clock went: each pretraining run, then fine-tuning's training, evaluation and the rest."""
+    rows = []
+    for r in store.runs(kind="pretrain"):
+        m = store.final_metrics(r["id"])
+        if m.get("steps"):
+            rows.append([f"pretraining {r['model']} ({int(m['steps']):,} steps)", f"{m.get('wall_s', 0):,.0f}"])
+    tuned = store.runs(kind="finetune")
+    if tuned:
+        metrics = [store.final_metrics(r["id"]) for r in tuned]
+        train = sum(m.get("train_wall_s", 0.0) for m in metrics)
+        evaluate = sum(m.get("eval_wall_s", 0.0) for m in metrics)
+        total = sum(_seconds(r) for r in tuned)
+        steps = sum(int(m.get("steps", 0)) for m in metrics)
+        rows += [[f"fine-tuning: {len(tuned)} runs, {steps:,} steps, training", f"{train:,.0f}"],
+                 ["fine-tuning: evaluation", f"{evaluate:,.0f}"],
+                 ["fine-tuning: the rest (loading the checkpoint and the data)", f"{max(total - train - evaluate, 0):,.0f}"]]
+    return tabulate(rows, headers=["phase", "seconds"], tablefmt="github", disable_numparse=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results", help="results folder holding bench.db")
+    ap.add_argument("--phases", action="store_true", help="also where the wall-clock went (pretraining, fine-tuning)")
     args = ap.parse_args()
     rows = []
     with Store(Path(args.results) / "bench.db") as store:
@@ -40,6 +71,10 @@ def main() -> None:
     print(tabulate(rows, headers=["model", "size", "status", "steps", "planned", "wall s", "steps/s", "tokens/s",
                                   "MFU per device", "peak MB", "compiled", "device"],
                    tablefmt="github", disable_numparse=True))
+    if args.phases:
+        with Store(Path(args.results) / "bench.db") as store:
+            print()
+            print(phases(store))
 
 
 if __name__ == "__main__":
