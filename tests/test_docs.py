@@ -138,6 +138,58 @@ def test_a_results_file_without_its_command_or_with_a_gone_preset_is_caught(tmp_
         assert any(what in p for p in found), (path.name, found)
 
 
+def _readme_result():
+    spec = importlib.util.spec_from_file_location("readme_result", ROOT / "benchmarks" / "readme_result.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readmes_result_is_the_default_jobs_recorded_output():
+    rr = _readme_result()
+    job = (RESULTS / "default-job.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert rr.readme_block(readme) == rr.block(job), "run python benchmarks/readme_result.py"
+    # and a changed score in the recorded output would show: the block is built from it
+    median = re.search(r"^\| electra .*?\| (0\.\d{4}) ", job, re.M).group(1)
+    assert rr.block(job.replace(f" {median} ", " 0.1234 ", 1)) != rr.block(job)
+
+
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?(?![\w])")
+
+
+def _figures(text: str) -> list[str]:
+    """Numbers worth checking: decimals, e-notation, and integers of 100 or more (commas dropped)."""
+    out = []
+    for m in NUMBER.finditer(text):
+        n = m.group(0).rstrip(",").replace(",", "")
+        if "." in n or "e" in n or int(n) >= 100:
+            out.append(n)
+    return out
+
+
+def unquoted_figures(prose: str, sources: str) -> list[str]:
+    """Figures in `prose` that no results file holds, exactly or rounded to the decimals quoted."""
+    held = {float(n) for n in _figures(sources)}
+    missing = []
+    for n in _figures(prose):
+        places = len(n.split(".")[1]) if "." in n and "e" not in n else None
+        value = float(n)
+        if value in held or (places is not None and any(round(h, places) == value for h in held)):
+            continue
+        missing.append(n)
+    return missing
+
+
+def test_the_results_pages_own_sentences_quote_only_recorded_figures():
+    index = (RESULTS / "index.md").read_text(encoding="utf-8")
+    prose = "\n".join(line for line in index.splitlines() if not line.startswith("--8<--"))
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in results_files())
+    assert unquoted_figures(prose, sources) == [], "the Results page quotes figures no results file holds"
+    # a figure typed by hand that no command printed is caught
+    assert unquoted_figures(prose + " it took 0.8123 s", sources) == ["0.8123"]
+
+
 # --- presets and budgets quoted anywhere ------------------------------------------------------------
 
 PRESET_NAMES = [
