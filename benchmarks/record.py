@@ -84,7 +84,8 @@ def commit() -> str:
 
 def header(title: str, **fields: object) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-    lines = [f"### {title}", "", f"- command: `{command}`", f"- date: {datetime.date.today().isoformat()}",
+    code = f"`` {command} ``" if "`" in command else f"`{command}`"  # a backtick inside needs a double fence
+    lines = [f"### {title}", "", f"- command: {code}", f"- date: {datetime.date.today().isoformat()}",
              f"- machine: {machine()}", f"- commit: {commit()}"]
     lines += [f"- {k}: {v}" for k, v in fields.items() if v is not None]
     return "\n".join(lines) + "\n"

@@ -69,7 +69,7 @@ def results_problems(path: Path) -> list[str]:
     problems = [f"{rel(path)}: no `- {k}: ...` line at the top" for k in REQUIRED if k not in f]
     if problems:
         return problems
-    if not re.match(r"`[^`]+`", f["command"]):
+    if not re.match(r"`[^`]+`|`` .+ ``", f["command"]):
         problems.append(f"{rel(path)}: the command is not given as code: {f['command']!r}")
     pending = f["date"] == "pending"
     if not (re.fullmatch(r"[0-9a-f]{7,40}( \(.*\))?", f["commit"]) or (pending and f["commit"] == "pending")):
