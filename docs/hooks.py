@@ -196,7 +196,8 @@ COMPARISON = {
     "pretrain_runs": "independent pretraining runs behind the row (`--pretrain-seeds`)",
     "pretrain_seeds": "which pretraining seeds they were",
     "seeds": "fine-tuning seeds per pretraining run, the fewest any run has (0: no result)",
-    "finetune": "the fine-tuning regime, training examples x epochs (rows of another regime, e.g. a suite's "
+    "finetune": "the fine-tuning regime, training examples x epochs (the examples a run trained on where the "
+                "task's train split is smaller than the cap; rows of another regime, e.g. a suite's "
                 "low-resource twin in the same store, are other comparisons: never pooled, claimed apart)",
     "also": "the task's other metrics, median over the runs (SQuAD's `exact_match` beside its F1, MRPC's `accuracy`)",
     "not_learned": "fine-tuning runs that did not learn, with the commonest reason (`3/3: every dev prediction "

@@ -500,3 +500,20 @@ def test_two_fine_tuning_regimes_in_one_store_are_compared_apart(tmp_path):
     assert by_regime[True].ci.gap == pytest.approx(0.10) and by_regime[False].ci.gap == pytest.approx(0.0)
     assert all("fine-tuned on" in c.sentence and c.size == "tiny" for c in claims)
     store.close()
+
+
+def test_the_regime_says_how_many_examples_a_run_trained_on_when_the_split_is_under_the_cap(tmp_path):
+    # WNUT-17 has 3,394 training sentences: under the tiny preset's 20,000 cap the table says 3,394, not 20,000
+    store = _fast(Store(tmp_path / "bench.db"))
+    settings = {"max_train_examples": 20000, "epochs": 1.0}
+    for model, trained in (("electra", 3394), ("bert", 20000)):
+        parent = add_pretrain(store, model)
+        run_id = f"ft-{model}"
+        spec = {"model": model, "task": "sst2", "seed": 0, "fraction": 1.0, "pretrain_id": parent, "size": "tiny",
+                "settings": settings}
+        store.claim(run_id, kind="finetune", model=model, spec=spec, code_version="src-test", task="sst2",
+                    size="tiny", budget=BUDGET, seed=0, parent_id=parent, git_sha="abc123", environment=ENV)
+        store.finish(run_id, [Metric("score", 0.8), Metric("train_examples", trained), Metric("train_wall_s", 1.0),
+                              Metric("eval_wall_s", 1.0), Metric("fraction", 1.0)])
+    labels = dict(zip(comparison_table(store)["model"], comparison_table(store)["finetune"]))
+    assert labels == {"electra": "3,394 ex x 1 ep", "bert": "20,000 ex x 1 ep"}

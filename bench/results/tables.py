@@ -213,6 +213,7 @@ def finetune_rows(store: Store, pre: Rows | None = None, finals: dict[str, dict[
                "pretrain_wall_s": wall,
                "tokens_per_s": parent.get("tokens_per_s", 0.0), "score": m.get("score"),
                "finetune_wall_s": m.get("train_wall_s", 0.0) + m.get("eval_wall_s", 0.0),
+               "train_examples": m.get("train_examples"),  # what it trained on: the cap, or fewer
                "code_version": r["code_version"],
                # runs with other fine-tuning settings (e.g. --epochs) are other rows, never extra seeds
                "settings": canonical_json(r["spec"].get("settings", {})),
@@ -295,7 +296,7 @@ def comparison_rows(table: Table) -> Rows:
         failed = [r["not_learned"] for r in g if r.get("not_learned")]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
-            "finetune": finetune_label(first.get("settings")), SETTINGS: first.get("settings") or "",
+            "finetune": finetune_label(first.get("settings"), trained=first.get("train_examples")), SETTINGS: first.get("settings") or "",
             "budget_flops": number(first["budget_flops"]), "pretrain_steps": int(first["pretrain_steps"]),
             "pretrain_flops": number(first["pretrain_flops"]),
             "pretrain_flops_paper": number(first["pretrain_flops_paper"]),
@@ -374,8 +375,10 @@ def settings_of(row: dict[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def finetune_label(settings: str | None) -> str:
-    """The fine-tuning regime in a few words, for the table: "20,000 ex x 1 ep" ("all ex" without a cap)."""
+def finetune_label(settings: str | None, *, trained: float | None = None) -> str:
+    """The fine-tuning regime in a few words, for the table: "20,000 ex x 1 ep" ("all ex" without a cap).
+    `trained`, the examples a run trained on, replaces a cap the task's train split is smaller than
+    (WNUT-17's 3,394 sentences under a 20,000 cap read "3,394 ex", not "20,000 ex")."""
     try:
         s = json.loads(settings or "{}")
     except ValueError:
@@ -383,7 +386,10 @@ def finetune_label(settings: str | None) -> str:
     if not s:
         return ""
     n = s.get("max_train_examples")
-    return f"{f'{int(n):,}' if n else 'all'} ex x {float(s.get('epochs') or 0):g} ep"
+    shown = f"{int(n):,}" if n else "all"
+    if n and trained is not None and trained == trained and trained < n:
+        shown = f"{int(trained):,}"
+    return f"{shown} ex x {float(s.get('epochs') or 0):g} ep"
 
 
 def short_error(error: str | None) -> str:
