@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 from tabulate import tabulate
@@ -54,20 +55,9 @@ def block(text: str) -> str:
     control = [s for s in sentences if "no-pretraining control (" in s]
     sentence = (control or sentences or ["(the run printed no sentence)"])[0]
     shown = tabulate([[r[i] for i in keep] for r in rows], headers=COLUMNS, tablefmt="github", disable_numparse=True)
-    wrapped = "\n".join(_wrap(sentence, 104))
+    wrapped = "\n".join(textwrap.wrap(sentence, 104, break_long_words=False, break_on_hyphens=False))
     return (f"{START}\nMeasured on this project's 2-core CPU machine (commit {_field(text, 'commit').split()[0]}, {wall};\n"
             f"[details](docs/results/default-job.md)), some columns left out:\n\n```\n{shown}\n{wrapped}\n```\n{END}")
-
-
-def _wrap(sentence: str, width: int) -> list[str]:
-    out, line = [], ""
-    for word in sentence.split():
-        if line and len(line) + 1 + len(word) > width:
-            out.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return out + [line]
 
 
 def readme_block(readme: str) -> str:

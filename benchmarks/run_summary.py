@@ -10,12 +10,12 @@ and the fine-tuning runs' training, evaluation and the rest (loading the checkpo
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bench.results.store import Store
+from bench.results.tidy import elapsed
 
 
 def _device(env: dict) -> str:
@@ -25,26 +25,20 @@ def _device(env: dict) -> str:
     return f"{processes} x {device}" if processes > 1 else device
 
 
-def _seconds(run: dict) -> float:
-    """A run's wall-clock from its claim to its end in the store (0 where either is missing)."""
-    if not run.get("started_at") or not run.get("finished_at"):
-        return 0.0
-    return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
-
-
-def phases(store: Store) -> str:
-    """Where the wall-clock went: each pretraining run, then fine-tuning's training, evaluation and the rest."""
+def phases(store: Store, finals: dict[str, dict[str, float]]) -> str:
+    """Where the wall-clock went: each pretraining run, then fine-tuning's training, evaluation and the rest.
+    `finals`: the store's all_final_metrics()."""
     rows = []
     for r in store.runs(kind="pretrain"):
-        m = store.final_metrics(r["id"])
+        m = finals.get(r["id"], {})
         if m.get("steps"):
             rows.append([f"pretraining {r['model']} ({int(m['steps']):,} steps)", f"{m.get('wall_s', 0):,.0f}"])
     tuned = store.runs(kind="finetune")
     if tuned:
-        metrics = [store.final_metrics(r["id"]) for r in tuned]
+        metrics = [finals.get(r["id"], {}) for r in tuned]
         train = sum(m.get("train_wall_s", 0.0) for m in metrics)
         evaluate = sum(m.get("eval_wall_s", 0.0) for m in metrics)
-        total = sum(_seconds(r) for r in tuned)
+        total = sum(elapsed(r["started_at"], r["finished_at"]) or 0.0 for r in tuned)
         steps = sum(int(m.get("steps", 0)) for m in metrics)
         rows += [[f"fine-tuning: {len(tuned)} runs, {steps:,} steps, training", f"{train:,.0f}"],
                  ["fine-tuning: evaluation", f"{evaluate:,.0f}"],
@@ -59,8 +53,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with Store(Path(args.results) / "bench.db") as store:
+        finals = store.all_final_metrics()  # one query for both tables
+        table_phases = phases(store, finals) if args.phases else ""
         for r in store.runs(kind="pretrain", status=None):
-            m = store.final_metrics(r["id"])
+            m = finals.get(r["id"], {})
             steps, wall = m.get("steps", 0), m.get("wall_s", 0.0)
             if not steps:
                 continue  # controls and unfinished runs
@@ -71,10 +67,9 @@ def main() -> None:
     print(tabulate(rows, headers=["model", "size", "status", "steps", "planned", "wall s", "steps/s", "tokens/s",
                                   "MFU per device", "peak MB", "compiled", "device"],
                    tablefmt="github", disable_numparse=True))
-    if args.phases:
-        with Store(Path(args.results) / "bench.db") as store:
-            print()
-            print(phases(store))
+    if table_phases:
+        print()
+        print(table_phases)
 
 
 if __name__ == "__main__":

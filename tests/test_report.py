@@ -515,5 +515,6 @@ def test_the_regime_says_how_many_examples_a_run_trained_on_when_the_split_is_un
                     size="tiny", budget=BUDGET, seed=0, parent_id=parent, git_sha="abc123", environment=ENV)
         store.finish(run_id, [Metric("score", 0.8), Metric("train_examples", trained), Metric("train_wall_s", 1.0),
                               Metric("eval_wall_s", 1.0), Metric("fraction", 1.0)])
-    labels = dict(zip(comparison_table(store)["model"], comparison_table(store)["finetune"]))
+    df = comparison_table(store)
+    labels = dict(zip(df["model"], df["finetune"]))
     assert labels == {"electra": "3,394 ex x 1 ep", "bert": "20,000 ex x 1 ep"}

@@ -296,7 +296,8 @@ def comparison_rows(table: Table) -> Rows:
         failed = [r["not_learned"] for r in g if r.get("not_learned")]
         rows.append({
             "model": first["model"], "size": first["size"], "task": first["task"],
-            "finetune": finetune_label(first.get("settings"), trained=first.get("train_examples")), SETTINGS: first.get("settings") or "",
+            "finetune": finetune_label(first.get("settings"), trained=first.get("train_examples")),
+            SETTINGS: first.get("settings") or "",
             "budget_flops": number(first["budget_flops"]), "pretrain_steps": int(first["pretrain_steps"]),
             "pretrain_flops": number(first["pretrain_flops"]),
             "pretrain_flops_paper": number(first["pretrain_flops_paper"]),
@@ -387,7 +388,7 @@ def finetune_label(settings: str | None, *, trained: float | None = None) -> str
         return ""
     n = s.get("max_train_examples")
     shown = f"{int(n):,}" if n else "all"
-    if n and trained is not None and trained == trained and trained < n:
+    if n and is_present((trained,)) and trained < n:
         shown = f"{int(trained):,}"
     return f"{shown} ex x {float(s.get('epochs') or 0):g} ep"
 

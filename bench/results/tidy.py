@@ -38,7 +38,8 @@ def flatten(obj: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _elapsed(start: str | None, end: str | None) -> float | None:
+def elapsed(start: str | None, end: str | None) -> float | None:
+    """Seconds from `start` to `end` (ISO times in the store); None where either is missing."""
     if not start or not end:
         return None
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
@@ -57,7 +58,7 @@ def runs_frame(store: Store, *, run_ids: Iterable[str] | None = None) -> pd.Data
             continue
         row = {"run_id": r["id"], **{c: r.get(c) for c in RUN_COLUMNS[1:] if c not in ("wall_s", "pretrain_seed")},
                "pretrain_seed": pretrain_seed.get(r["id"] if r["kind"] == "pretrain" else r["parent_id"]),
-               "wall_s": _elapsed(r["started_at"], r["finished_at"])}
+               "wall_s": elapsed(r["started_at"], r["finished_at"])}
         row.update(flatten(r["spec"], "spec"))
         row.update(flatten(r["environment"] or {}, "env"))
         rows.append(row)
